@@ -1,0 +1,28 @@
+"""Shared fixtures: a fresh scheduler per test, checked for leaks when the test ends."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from conveyor_integrations.scheduler import Scheduler, set_default_scheduler
+
+
+@pytest.fixture
+def sched() -> Iterator[Scheduler]:
+    """A private scheduler, also installed as the default; closed and leak-checked after."""
+    s = Scheduler(claim_timeout=5.0)
+    previous = set_default_scheduler(s)
+    before = {t.ident for t in threading.enumerate()}
+    yield s
+    s.close()
+    if previous is not None:
+        set_default_scheduler(previous)
+    for t in threading.enumerate():
+        if t.ident not in before and t.name.startswith("conveyor"):
+            t.join(timeout=5)
+    leaked = [t.name for t in threading.enumerate()
+              if t.ident not in before and t.name.startswith("conveyor") and t.is_alive()]
+    assert not leaked, f"threads left running: {leaked}"

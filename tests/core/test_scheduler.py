@@ -1,0 +1,302 @@
+"""Scheduler: early start, exactly-once claims, cancellation, expiry, timeouts, aborts."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import pytest
+
+from conveyor_integrations import (AlreadyClaimed, EarlyAbort, RequestCancelled, ResultDropped,
+                                   ToolTimeout, partial_tool)
+from conveyor_integrations.events import (CallDone, CallMalformed, CallStarted, FieldDone,
+                                          ItemDone, StreamDone, TextChunk)
+from conveyor_integrations.scheduler import Scheduler
+
+
+def wait_for(pred, timeout: float = 5.0) -> None:
+    end = time.monotonic() + timeout
+    while not pred():
+        if time.monotonic() > end:
+            raise AssertionError("condition not met in time")
+        time.sleep(0.005)
+
+
+def loop_tasks(sched: Scheduler) -> int:
+    return sched.submit(_count_tasks()).result()
+
+
+async def _count_tasks() -> int:
+    return len([t for t in asyncio.all_tasks() if t is not asyncio.current_task()])
+
+
+def test_start_on_runs_before_call_is_complete(sched: Scheduler) -> None:
+    started = threading.Event()
+
+    @partial_tool(start_on=["query"])
+    def search(query: str, k: int = 5) -> str:
+        started.set()
+        return f"{query}:{k}"
+
+    s = sched.session()
+    s.handle([CallStarted(0, "c1", "search"), FieldDone(0, ("query",), "paris")])
+    assert started.wait(5), "tool did not start on the final field"
+    s.handle([CallDone(0, "c1", "search", {"query": "paris"}), StreamDone()])
+    assert sched.claim("c1", args={"query": "paris"}) == (True, "paris:5")
+    assert s.timings[0].tool_start < s.timings[0].args_final
+    assert sched.pending() == 0
+
+
+def test_second_claim_is_a_clear_error(sched: Scheduler) -> None:
+    @partial_tool(start_on=["x"])
+    def f(x: int) -> int:
+        return x * 2
+
+    s = sched.session()
+    s.handle([CallStarted(0, "c1", "f"), FieldDone(0, ("x",), 2), CallDone(0, "c1", "f", {"x": 2})])
+    assert sched.claim("c1") == (True, 4)
+    with pytest.raises(AlreadyClaimed):
+        sched.claim("c1")
+
+
+def test_unknown_call_runs_normally(sched: Scheduler) -> None:
+    assert sched.claim("nope") == (False, None)
+
+
+def test_different_final_args_rerun_on_the_complete_arguments(sched: Scheduler) -> None:
+    calls: list[tuple[str, int]] = []
+
+    @partial_tool(start_on=["query"])
+    def search(query: str, k: int = 5) -> str:
+        calls.append((query, k))
+        return f"{query}:{k}"
+
+    s = sched.session()
+    s.handle([CallStarted(0, "c1", "search"), FieldDone(0, ("query",), "a")])
+    wait_for(lambda: calls)
+    s.handle([FieldDone(0, ("k",), 2), CallDone(0, "c1", "search", {"query": "a", "k": 2})])
+    assert sched.claim("c1") == (True, "a:2")
+    assert calls == [("a", 5), ("a", 2)]
+
+
+def test_framework_args_differ_from_decoded_ones(sched: Scheduler) -> None:
+    @partial_tool(start_on=["x"])
+    def f(x: int) -> int:
+        return x
+
+    s = sched.session()
+    s.handle([CallStarted(0, "c1", "f"), FieldDone(0, ("x",), 1), CallDone(0, "c1", "f", {"x": 1})])
+    assert sched.claim("c1", args={"x": 99}) == (False, None)   # e.g. a human edited the call
+    wait_for(lambda: loop_tasks(sched) == 0)
+
+
+def test_claim_by_name_and_args_gives_each_identical_call_its_own_result(sched: Scheduler) -> None:
+    counter = iter(range(100))
+
+    @partial_tool(start_on=["x"])
+    def f(x: int) -> int:
+        return next(counter)
+
+    s = sched.session()
+    for i in (0, 1):
+        s.handle([CallStarted(i, f"c{i}", "f"), FieldDone(i, ("x",), 7),
+                  CallDone(i, f"c{i}", "f", {"x": 7})])
+    got = {sched.claim(name="f", args={"x": 7})[1] for _ in range(2)}
+    assert got == {0, 1}
+    assert sched.claim(name="f", args={"x": 7}) == (False, None)
+
+
+def test_malformed_call_cancels_early_execution(sched: Scheduler) -> None:
+    cancelled = threading.Event()
+
+    @partial_tool(start_on=["x"])
+    async def slow(x: int) -> int:
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+        return x
+
+    s = sched.session()
+    s.handle([CallStarted(0, "c1", "slow"), FieldDone(0, ("x",), 1)])
+    wait_for(lambda: s.timings[0].tool_start is not None)
+    s.handle([CallMalformed(0, "c1", "slow", "bad json")])
+    assert cancelled.wait(5)
+    assert sched.claim("c1") == (False, None)       # never delivered
+    wait_for(lambda: loop_tasks(sched) == 0)
+
+
+def test_stream_failure_cancels_every_execution_of_the_request(sched: Scheduler) -> None:
+    @partial_tool(start_on=["x"])
+    async def slow(x: int) -> int:
+        await asyncio.sleep(30)
+        return x
+
+    s = sched.session()
+    s.handle([CallStarted(0, "c1", "slow"), FieldDone(0, ("x",), 1),
+              CallDone(0, "c1", "slow", {"x": 1})])
+    s.handle([CallStarted(1, "c2", "slow"), FieldDone(1, ("x",), 2)])
+    s.cancel("backend died")
+    wait_for(lambda: loop_tasks(sched) == 0)
+    assert sched.pending() == 0
+
+
+def test_unclaimed_result_expires(sched: Scheduler) -> None:
+    sched.claim_timeout = 0.1
+    cancelled = threading.Event()
+
+    @partial_tool(start_on=["x"])
+    async def slow(x: int) -> int:
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+        return x
+
+    s = sched.session()
+    s.handle([CallStarted(0, "c1", "slow"), FieldDone(0, ("x",), 1),
+              CallDone(0, "c1", "slow", {"x": 1})])
+    assert cancelled.wait(5)
+    wait_for(lambda: sched.pending() == 0 and loop_tasks(sched) == 0)
+    assert s.timings[0].status == "dropped"
+
+
+def test_tool_timeout(sched: Scheduler) -> None:
+    @partial_tool(start_on=["x"], timeout=0.1)
+    async def hang(x: int) -> int:
+        await asyncio.sleep(30)
+        return x
+
+    s = sched.session()
+    s.handle([CallStarted(0, "c1", "hang"), FieldDone(0, ("x",), 1),
+              CallDone(0, "c1", "hang", {"x": 1})])
+    with pytest.raises(ToolTimeout):
+        sched.claim("c1")
+    wait_for(lambda: loop_tasks(sched) == 0)
+
+
+def test_tool_error_is_the_claimed_result(sched: Scheduler) -> None:
+    @partial_tool(start_on=["x"])
+    def boom(x: int) -> int:
+        raise ValueError("nope")
+
+    s = sched.session()
+    s.handle([CallStarted(0, "c1", "boom"), FieldDone(0, ("x",), 1),
+              CallDone(0, "c1", "boom", {"x": 1})])
+    with pytest.raises(ValueError, match="nope"):
+        sched.claim("c1")
+
+
+def test_early_abort_reaches_the_session(sched: Scheduler) -> None:
+    class NonNegative:
+        async def start(self, call): return None
+        async def feed(self, event):
+            if isinstance(event, FieldDone) and event.value < 0:
+                raise EarlyAbort(f"{event.path[-1]} must be >= 0")
+        async def finish(self, args): return "ok"
+        async def cancel(self): return None
+
+    @partial_tool(execution=NonNegative)
+    def record(a: int, b: int) -> str:
+        return "ok"
+
+    s = sched.session()
+    s.handle([CallStarted(0, "c1", "record"), FieldDone(0, ("a",), -3)])
+    wait_for(lambda: s.aborted)
+    assert "a must be >= 0" in str(s.abort)
+    s.handle([CallMalformed(0, "c1", "record", "unterminated")])   # the stream was cut
+    with pytest.raises(EarlyAbort):
+        sched.claim("c1")
+
+
+def test_side_effect_tool_never_runs_on_a_prefix(sched: Scheduler) -> None:
+    ran: list[dict] = []
+
+    @partial_tool(side_effects=True)
+    def write(path: str, text: str) -> str:
+        ran.append({"path": path, "text": text})
+        return "written"
+
+    s = sched.session()
+    s.handle([CallStarted(0, "c1", "write"), FieldDone(0, ("path",), "/x"),
+              FieldDone(0, ("text",), "hi")])
+    time.sleep(0.1)
+    assert ran == []
+    s.handle([CallDone(0, "c1", "write", {"path": "/x", "text": "hi"})])
+    assert sched.claim("c1") == (True, "written")
+    assert len(ran) == 1
+
+
+def test_approval_required_tool_never_runs_early(sched: Scheduler) -> None:
+    ran: list[int] = []
+
+    @partial_tool(side_effects=True)
+    def pay(amount: int) -> str:
+        ran.append(amount)
+        return "paid"
+
+    s = sched.session(approval_required={"pay"})
+    s.handle([CallStarted(0, "c1", "pay"), FieldDone(0, ("amount",), 5),
+              CallDone(0, "c1", "pay", {"amount": 5})])
+    time.sleep(0.1)
+    assert ran == [] and sched.claim("c1") == (False, None)
+
+
+def test_stream_pieces_run_in_order(sched: Scheduler) -> None:
+    seen: list[str] = []
+
+    @partial_tool(stream="text", unit="line")
+    async def echo(text: str) -> str:
+        await asyncio.sleep(0.01 if text.startswith("a") else 0)
+        seen.append(text)
+        return text.upper()
+
+    s = sched.session()
+    s.handle([CallStarted(0, "c1", "echo"), TextChunk(0, ("text",), "a\n"),
+              TextChunk(0, ("text",), "b\n"), FieldDone(0, ("text",), "a\nb\n"),
+              CallDone(0, "c1", "echo", {"text": "a\nb\n"})])
+    assert sched.claim("c1") == (True, "A\nB\n")
+    assert seen == ["a\n", "b\n"]
+
+
+def test_items_run_concurrently(sched: Scheduler) -> None:
+    @partial_tool(items="queries")
+    async def search(queries: list[str]) -> str:
+        await asyncio.sleep(0.2)
+        return ",".join(queries)
+
+    s = sched.session()
+    s.handle([CallStarted(0, "c1", "search")] +
+             [ItemDone(0, ("queries",), i, f"q{i}") for i in range(5)] +
+             [CallDone(0, "c1", "search", {"queries": [f"q{i}" for i in range(5)]})])
+    t0 = time.perf_counter()
+    assert sched.claim("c1") == (True, "q0\nq1\nq2\nq3\nq4")
+    assert s.timings[0].tool_end - s.timings[0].tool_start < 0.2 * 5 / 2
+
+
+async def test_async_claim_from_another_loop(sched: Scheduler) -> None:
+    @partial_tool(start_on=["x"])
+    async def f(x: int) -> int:
+        return x + 1
+
+    s = sched.session()
+    s.handle([CallStarted(0, "c1", "f"), FieldDone(0, ("x",), 1), CallDone(0, "c1", "f", {"x": 1})])
+    assert await sched.aclaim("c1") == (True, 2)
+    assert await f(5) == 6        # the decorated function still works when called directly
+
+
+def test_decorated_function_claims_by_arguments(sched: Scheduler) -> None:
+    calls: list[int] = []
+
+    @partial_tool(start_on=["x"])
+    def f(x: int) -> int:
+        calls.append(x)
+        return x * 10
+
+    s = sched.session()
+    s.handle([CallStarted(0, "c1", "f"), FieldDone(0, ("x",), 3), CallDone(0, "c1", "f", {"x": 3})])
+    assert f(3) == 30 and f(3) == 30
+    assert calls == [3, 3]    # once early (claimed by the first call), once normally
