@@ -98,15 +98,18 @@ class Scheduler:
         *,
         approval_required: Collection[str] = (),
         tools: Collection[str] | None = None,
+        run_side_effects: bool = False,
     ) -> RequestSession:
         """Start driving one model stream: feed it the parser's events.
 
         ``approval_required`` names tools that must wait for a human (never run early);
-        ``tools`` limits early execution to the tools bound to this request.
+        ``tools`` limits early execution to the tools bound to this request;
+        ``run_side_effects`` lets ``side_effects=True`` tools start on their complete call.
         """
         from .session import RequestSession
 
-        return RequestSession(self, request_id, approval_required=approval_required, tools=tools)
+        return RequestSession(self, request_id, approval_required=approval_required, tools=tools,
+                              run_side_effects=run_side_effects)
 
     # -- the loop ----------------------------------------------------------------------------
     @property
@@ -205,6 +208,12 @@ class Scheduler:
             while len(self._claimed) > _CLAIMED_MEMORY:
                 self._claimed.popitem(last=False)
             return ex
+
+    def aborted(self, call_id: str | None) -> bool:
+        """The early execution of ``call_id`` stopped decoding with ``EarlyAbort`` (unclaimed)."""
+        with self._lock:
+            ex = self._by_id.get(call_id) if call_id is not None else None
+            return ex is not None and ex.aborted
 
     def pending(self) -> int:
         """How many executions wait in the registry (started, not yet claimed nor dropped)."""

@@ -47,12 +47,17 @@ class RequestSession:
     """The calls of one model message and their early executions."""
 
     def __init__(self, sched: Scheduler, request_id: str | None = None, *,
-                 approval_required: Collection[str] = (), tools: Collection[str] | None = None):
+                 approval_required: Collection[str] = (), tools: Collection[str] | None = None,
+                 run_side_effects: bool = False):
         self.sched = sched
         self.request_id = request_id or f"session-{next(_session_ids)}"
         self.started = time.perf_counter()
         self.approval_required = frozenset(approval_required)
         self.tools = None if tools is None else frozenset(tools)
+        self.run_side_effects = run_side_effects
+        """Start ``side_effects=True`` tools on their complete call (only where nothing can still
+        veto the call: no approval step, no later validation). Off by default: then such tools
+        run only when the framework invokes them."""
         self.timings: dict[int, CallTiming] = {}
         """Per call index, every call of the message (partial or not)."""
         self.abort: EarlyAbort | None = None
@@ -114,7 +119,8 @@ class RequestSession:
         ex = self._execs.get(ev.index)
         if ex is None and not self._closed and self.abort is None:
             spec = self.sched.spec(ev.name)
-            if spec is not None and spec.side_effects and self._eligible(ev.name):
+            if (spec is not None and spec.side_effects and self.run_side_effects
+                    and self._eligible(ev.name)):
                 ex = self._new(ev.index, ev.id, spec, timing)
         if ex is not None and not ex.aborted:
             ex.final_args = ev.args

@@ -75,6 +75,8 @@ class TurnResult:
     abort: EarlyAbort | None = None
     aborted_call: CallDone | None = None
     """The call an early abort stopped, with the arguments decoded so far."""
+    aborted_call_complete: bool = False
+    """The aborted call's arguments were complete before decoding stopped."""
     finish_reason: str | None = None
     usage: dict[str, int] = field(default_factory=dict)
     deltas: int = 0
@@ -119,18 +121,19 @@ class TurnCollector:
     def result(self) -> TurnResult:
         """The turn so far."""
         s = self.session
-        aborted_call = None
+        aborted_call, complete = None, False
         if s.abort is not None:
             for idx, started in self._started.items():
                 if started.id == s.abort_call_id:
                     done = next((c for c in self._calls if c.index == idx), None)
+                    complete = done is not None
                     aborted_call = done or CallDone(idx, started.id, started.name,
                                                     dict(self._fields.get(idx, {})))
             self._calls = [c for c in self._calls if c.id != s.abort_call_id]
             self._malformed = [m for m in self._malformed if m.id != s.abort_call_id]
         return TurnResult(
             text="".join(self._text), calls=list(self._calls), malformed=list(self._malformed),
-            session=s, abort=s.abort, aborted_call=aborted_call,
+            session=s, abort=s.abort, aborted_call=aborted_call, aborted_call_complete=complete,
             finish_reason="abort" if s.abort is not None else self._finish_reason,
             usage=self._usage, deltas=self._deltas)
 

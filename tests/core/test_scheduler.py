@@ -220,14 +220,22 @@ def test_side_effect_tool_never_runs_on_a_prefix(sched: Scheduler) -> None:
         ran.append({"path": path, "text": text})
         return "written"
 
-    s = sched.session()
-    s.handle([CallStarted(0, "c1", "write"), FieldDone(0, ("path",), "/x"),
-              FieldDone(0, ("text",), "hi")])
+    events = [CallStarted(0, "c1", "write"), FieldDone(0, ("path",), "/x"),
+              FieldDone(0, ("text",), "hi")]
+    done = CallDone(0, "c1", "write", {"path": "/x", "text": "hi"})
+    s = sched.session()                          # default: only when the framework invokes it
+    s.handle(events + [done])
     time.sleep(0.1)
-    assert ran == []
-    s.handle([CallDone(0, "c1", "write", {"path": "/x", "text": "hi"})])
-    assert sched.claim("c1") == (True, "written")
+    assert ran == [] and sched.claim("c1") == (False, None)
+    assert write(path="/x", text="hi") == "written" and len(ran) == 1
+
+    s = sched.session(run_side_effects=True)     # opt-in: on the complete call, never a prefix
+    s.handle([CallStarted(0, "c2", "write"), *events[1:]])
+    time.sleep(0.1)
     assert len(ran) == 1
+    s.handle([CallDone(0, "c2", "write", {"path": "/x", "text": "hi"})])
+    assert sched.claim("c2") == (True, "written")
+    assert len(ran) == 2
 
 
 def test_approval_required_tool_never_runs_early(sched: Scheduler) -> None:
@@ -238,7 +246,7 @@ def test_approval_required_tool_never_runs_early(sched: Scheduler) -> None:
         ran.append(amount)
         return "paid"
 
-    s = sched.session(approval_required={"pay"})
+    s = sched.session(approval_required={"pay"}, run_side_effects=True)
     s.handle([CallStarted(0, "c1", "pay"), FieldDone(0, ("amount",), 5),
               CallDone(0, "c1", "pay", {"amount": 5})])
     time.sleep(0.1)

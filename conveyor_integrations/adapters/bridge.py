@@ -1,0 +1,104 @@
+"""Run an async stream on the scheduler's loop and consume it from any thread or loop.
+
+Backends and early executions live on the scheduler's loop (see ``scheduler``); frameworks call
+the models from worker threads (sync ``invoke``) or from their own loops (``ainvoke``,
+``astream_chat``). These two functions carry the items across, and when the consumer stops early
+(``break``, an exception, a cancelled task) they cancel the producer, which closes the backend's
+stream and so aborts the request. Example::
+
+    >>> from conveyor_integrations.scheduler import Scheduler
+    >>> async def numbers():
+    ...     for i in range(3):
+    ...         yield i
+    >>> s = Scheduler()
+    >>> list(iterate_sync(s, numbers))
+    [0, 1, 2]
+    >>> s.close()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any, TypeVar
+
+from ..scheduler import Scheduler
+
+__all__ = ["iterate_async", "iterate_sync"]
+
+T = TypeVar("T")
+_ITEM, _ERROR, _END = 0, 1, 2
+
+
+def iterate_sync(sched: Scheduler, make: Callable[[], AsyncIterator[T]]) -> Iterator[T]:
+    """Iterate ``make()`` (run on the scheduler's loop) from a synchronous caller."""
+    q: queue.SimpleQueue[tuple[int, Any]] = queue.SimpleQueue()
+
+    async def pump() -> None:
+        try:
+            async for item in make():
+                q.put((_ITEM, item))
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+            q.put((_ERROR, exc))
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+        else:
+            q.put((_END, None))
+
+    fut = sched.submit(pump())
+    try:
+        while True:
+            kind, item = q.get()
+            if kind == _ITEM:
+                yield item
+            elif kind == _ERROR:
+                raise item
+            else:
+                return
+    finally:
+        if not fut.done():
+            fut.cancel()
+            try:
+                fut.result(timeout=30)
+            except BaseException:  # noqa: BLE001 - it was cancelled on purpose
+                pass
+
+
+async def iterate_async(sched: Scheduler, make: Callable[[], AsyncIterator[T]]) -> AsyncIterator[T]:
+    """Iterate ``make()`` (run on the scheduler's loop) from any event loop."""
+    loop = asyncio.get_running_loop()
+    q: asyncio.Queue[tuple[int, Any]] = asyncio.Queue()
+
+    def put(kind: int, item: Any) -> None:
+        loop.call_soon_threadsafe(q.put_nowait, (kind, item))
+
+    async def pump() -> None:
+        try:
+            async for item in make():
+                put(_ITEM, item)
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+            put(_ERROR, exc)
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+        else:
+            put(_END, None)
+
+    if sched.loop is loop:
+        async for item in make():
+            yield item
+        return
+    fut = sched.submit(pump())
+    try:
+        while True:
+            kind, item = await q.get()
+            if kind == _ITEM:
+                yield item
+            elif kind == _ERROR:
+                raise item
+            else:
+                return
+    finally:
+        if not fut.done():
+            fut.cancel()
+            await asyncio.gather(asyncio.wrap_future(fut), return_exceptions=True)

@@ -1,0 +1,81 @@
+"""Incremental tool-call parsers: a model's stream in, typed events out, O(total length).
+
+One module per wire format, all with the same interface (:class:`ToolCallParser`)::
+
+    >>> from conveyor_integrations.parsing import get_parser
+    >>> p = get_parser("hermes", id_prefix="t", streams={"python": {"code": "line"}})
+    >>> evs = p.feed('<tool_call>{"name": "python", "arguments": {"code": "a = 1\\\\nb')
+    >>> [type(e).__name__ for e in evs]
+    ['CallStarted', 'TextChunk']
+    >>> evs[-1].text
+    'a = 1\\n'
+
+Formats: ``openai`` (streamed ``tool_calls`` deltas), ``hermes`` (``<tool_call>`` JSON, Qwen),
+``llama3_json``, ``mistral`` (``[TOOL_CALLS]``), ``fenced_code`` (```` ```python ```` blocks
+as calls), ``plan`` (LLMCompiler-style numbered plans).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any
+
+from .base import CallAssembler, ParserBase, ParserOptions, ToolCallParser, Unit
+from .fenced_code import FencedCodeParser
+from .hermes import HermesParser
+from .json_scanner import JsonScanner
+from .llama3_json import Llama3JsonParser
+from .mistral import MistralParser
+from .openai_deltas import OpenAIDeltaParser
+from .plan import PlanParser
+from .statements import LineSplitter, StatementSplitter, split_text
+
+__all__ = [
+    "PARSERS",
+    "CallAssembler",
+    "FencedCodeParser",
+    "HermesParser",
+    "JsonScanner",
+    "LineSplitter",
+    "Llama3JsonParser",
+    "MistralParser",
+    "OpenAIDeltaParser",
+    "ParserBase",
+    "ParserOptions",
+    "PlanParser",
+    "StatementSplitter",
+    "ToolCallParser",
+    "Unit",
+    "get_parser",
+    "split_text",
+]
+
+PARSERS: Mapping[str, type[ParserBase]] = MappingProxyType({
+    "openai": OpenAIDeltaParser,
+    "hermes": HermesParser,
+    "llama3_json": Llama3JsonParser,
+    "mistral": MistralParser,
+    "fenced_code": FencedCodeParser,
+    "plan": PlanParser,
+})
+"""Format name -> parser class."""
+
+
+def get_parser(name: str, **kwargs: Any) -> ToolCallParser:
+    """A new parser for the wire format ``name``; ``kwargs`` go to its constructor.
+
+    >>> type(get_parser("mistral")).__name__
+    'MistralParser'
+    >>> get_parser("xml")
+    Traceback (most recent call last):
+    ...
+    ValueError: unknown tool-call format 'xml'; known: fenced_code, hermes, llama3_json, mistral, openai, plan
+    """
+    try:
+        cls = PARSERS[name]
+    except KeyError:
+        raise ValueError(f"unknown tool-call format {name!r}; known: "
+                         f"{', '.join(sorted(PARSERS))}") from None
+    parser: ToolCallParser = cls(**kwargs)
+    return parser

@@ -1,0 +1,58 @@
+"""ConveyorCallbackHandler on a chat model that is not ours: ChatOpenAI against a local server."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+
+pytest.importorskip("langchain_openai")
+from langchain.agents import create_agent  # noqa: E402
+from langchain_core.messages import HumanMessage, ToolMessage  # noqa: E402
+from langchain_core.tools import tool  # noqa: E402
+from langchain_openai import ChatOpenAI  # noqa: E402
+
+from conveyor_integrations import partial_tool  # noqa: E402
+from conveyor_integrations.adapters.langchain import ConveyorCallbackHandler  # noqa: E402
+from conveyor_integrations.scheduler import Scheduler  # noqa: E402
+from tests.fake_openai_server import FakeOpenAIServer, tool_call_deltas  # noqa: E402
+
+ARGS = {"query": "weather in Paris", "k": 3}
+
+
+def turns() -> list[list[dict[str, Any]]]:
+    first = tool_call_deltas("call_abc", "web_search", ARGS, piece=3)
+    first[-1]["finish_reason"] = "tool_calls"
+    return [first, [{"role": "assistant", "content": "Sunny."}, {"finish_reason": "stop"}]]
+
+
+def make_search(log: list[tuple[str, float]]) -> Any:
+    @tool
+    def web_search(query: str, k: int = 3) -> str:
+        """Search the web."""
+        log.append((query, time.perf_counter()))
+        return f"results for {query}: sunny"
+
+    return web_search
+
+
+@pytest.mark.parametrize("use_async", [False, True])
+async def test_handler_starts_tools_on_chatopenai_stream(use_async: bool, sched: Scheduler) -> None:
+    log: list[tuple[str, float]] = []
+    search = partial_tool(make_search(log), start_on=["query"])
+    handler = ConveyorCallbackHandler(tools=[search])
+    with FakeOpenAIServer(turns(), delay_s=0.02) as server:
+        llm = ChatOpenAI(base_url=server.base_url, api_key="x", model="fake", streaming=True,
+                         callbacks=[handler])
+        agent = create_agent(llm, tools=[search])
+        question = {"messages": [HumanMessage("weather?")]}
+        out = await agent.ainvoke(question) if use_async else agent.invoke(question)
+    msgs = out["messages"]
+    assert msgs[-1].content == "Sunny."
+    tm = next(m for m in msgs if isinstance(m, ToolMessage))
+    assert tm.content == "results for weather in Paris: sunny" and tm.tool_call_id == "call_abc"
+    assert [q for q, _ in log] == ["weather in Paris"]            # exactly once
+    timing = handler.sessions[0].timings[0]
+    assert timing.early and timing.tool_start < timing.args_final  # before the call was complete
+    assert sched.pending() == 0

@@ -1,0 +1,38 @@
+"""LangChain's own conformance suite for chat models (the ``langchain-tests`` package).
+
+Every test of ``ChatModelUnitTests`` runs; none is skipped here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+pytest.importorskip("langchain_tests")
+from langchain_tests.unit_tests import ChatModelUnitTests  # noqa: E402
+
+from conveyor_integrations.adapters.langchain import ChatConveyor  # noqa: E402
+from conveyor_integrations.backends import Replay  # noqa: E402
+
+
+class TestChatConveyorUnit(ChatModelUnitTests):
+    @property
+    def chat_model_class(self) -> type[ChatConveyor]:
+        return ChatConveyor
+
+    @property
+    def chat_model_params(self) -> dict[str, Any]:
+        return {"backend": Replay("Hello!", tokens_per_s=None, cycle=True), "model": "replay"}
+
+    @property
+    def has_tool_calling(self) -> bool:
+        return True
+
+    @property
+    def has_tool_choice(self) -> bool:
+        return True
+
+    @property
+    def has_structured_output(self) -> bool:
+        return True

