@@ -42,7 +42,7 @@ class Execution:
         self._queue: asyncio.Queue[Any] | None = None
         self._task: asyncio.Task[None] | None = None
         self._expiry: asyncio.TimerHandle | None = None
-        self.impl = spec.make_execution(self._run_tool)
+        self.impl = spec.make_execution(_Runner(self))
 
     # -- called on the scheduler's loop ---------------------------------------------------------
     def put(self, event: CallEvent) -> None:
@@ -65,7 +65,8 @@ class Execution:
     async def _run_tool(self, args: dict[str, Any]) -> Any:
         if self.timing.tool_start is None:
             self.timing.tool_start = time.perf_counter()
-        self.timing.early = True
+            self.timing.early = self.timing.args_final is None or self.timing.tool_start < (
+                self.session.decode_end or float("inf"))
         if self.spec.is_async:
             return await self.spec.run(args)
         loop = asyncio.get_running_loop()
@@ -166,3 +167,20 @@ class Execution:
         from .scheduler import canonical_args
 
         return canonical_args(claim_args) != canonical_args(self.final_args)
+
+
+class _Runner:
+    """The runner handed to strategies: runs the tool, records when it started."""
+
+    __slots__ = ("_ex",)
+
+    def __init__(self, ex: Execution) -> None:
+        self._ex = ex
+
+    async def __call__(self, args: dict[str, Any]) -> Any:
+        return await self._ex._run_tool(args)
+
+    def restart(self) -> None:
+        """The early work was void; the tool runs again on the complete arguments from now."""
+        timing = self._ex.timing
+        timing.tool_start, timing.early, timing.reran = None, False, True

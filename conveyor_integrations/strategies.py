@@ -74,6 +74,14 @@ def combine_results(results: Sequence[Any], sep: str = "") -> Any:
     return list(results)
 
 
+def _restarting(run: Runner) -> Runner:
+    """Tell the runner the early work is void (timings then show the tool as not early)."""
+    restart = getattr(run, "restart", None)
+    if restart is not None:
+        restart()
+    return run
+
+
 async def _cancel_tasks(tasks: Sequence[asyncio.Future[Any]]) -> None:
     for t in tasks:
         t.cancel()
@@ -114,6 +122,7 @@ class StartOn:
             if self._normalize(self.early_args) == self._normalize(args):
                 return await self._task
             await _cancel_tasks([self._task])
+            return await _restarting(self._run)(args)
         return await self._run(args)
 
     async def cancel(self) -> None:
@@ -150,7 +159,7 @@ class StreamPieces:
         ) == self._normalize(args)
         if not same or not self._tasks:
             await _cancel_tasks(self._tasks)
-            return await self._run(args)
+            return await (_restarting(self._run) if self._tasks else self._run)(args)
         return combine_results(await asyncio.gather(*self._tasks))
 
     async def cancel(self) -> None:
@@ -179,7 +188,7 @@ class EachItem:
         ) == self._normalize(args)
         if not same or not self._tasks:
             await _cancel_tasks(self._tasks)
-            return await self._run(args)
+            return await (_restarting(self._run) if self._tasks else self._run)(args)
         return combine_results(await asyncio.gather(*self._tasks), sep="\n")
 
     async def cancel(self) -> None:

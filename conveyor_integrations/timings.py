@@ -36,6 +36,8 @@ class CallTiming:
     """Decoding of the whole message ended."""
     early: bool = False
     """The tool ran early under this library (not only when the framework invoked it)."""
+    reran: bool = False
+    """The early work was void (the complete arguments differed) and the tool ran again."""
     status: str = "pending"
     """pending | ok | error | aborted | malformed | dropped | not_partial."""
 
@@ -65,6 +67,7 @@ class CallTiming:
             "tool_end": rel(self.tool_end),
             "decode_end": rel(self.decode_end),
             "early": self.early,
+            "reran": self.reran,
             "status": self.status,
             "saved_s": round(self.saved_s, 6),
         }

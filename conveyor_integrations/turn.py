@@ -44,7 +44,7 @@ async def stream_turn(
 
     Stops reading the backend as soon as ``session.abort`` is set.
     """
-    gen = backend.stream(request)
+    gen: Any = backend.stream(request)
     try:
         async for delta in gen:
             events = parser.feed(delta)

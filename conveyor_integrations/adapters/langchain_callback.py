@@ -84,7 +84,8 @@ class ConveyorCallbackHandler(BaseCallbackHandler):
             return  # ChatConveyor does this itself
         self._open(run_id)
 
-    def on_llm_new_token(self, token: str, *, chunk: Any = None, run_id: UUID,
+    def on_llm_new_token(self, token: Any, *, chunk: Any = None, run_id: UUID,
+                         parent_run_id: UUID | None = None, tags: list[str] | None = None,
                          **kwargs: Any) -> None:
         state = self._runs.get(run_id)
         message = getattr(chunk, "message", None)

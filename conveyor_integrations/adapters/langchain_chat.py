@@ -96,7 +96,7 @@ class ChatConveyor(BaseChatModel):
         return self.scheduler if self.scheduler is not None else default_scheduler()
 
     def _format(self) -> str:
-        return self.tool_format or getattr(self.backend, "default_tool_format", "hermes")
+        return str(self.tool_format or getattr(self.backend, "default_tool_format", "hermes"))
 
     def _sampling(self, stop: list[str] | None) -> dict[str, Any]:
         out = {k: getattr(self, k) for k in _SAMPLING if getattr(self, k) is not None}
@@ -249,7 +249,7 @@ def _message(result: TurnResult, tool_format: str) -> AIMessage:
         content=result.text, tool_calls=_tool_calls(result),
         invalid_tool_calls=[invalid_tool_call(name=m.name, args=None, id=m.id, error=m.reason)
                             for m in result.malformed],
-        usage_metadata=_usage(result),  # type: ignore[arg-type]
+        usage_metadata=_usage(result),
         response_metadata={"finish_reason": result.finish_reason, "model_provider": "conveyor",
                            "conveyor": _metadata(result, tool_format)})
 

@@ -64,7 +64,8 @@ class Replay:
         tool_format: str | None = None,
         cycle: bool = False,
     ) -> None:
-        self.turns: list[Transcript] = [turns] if _is_one_transcript(turns) else list(turns)  # type: ignore[list-item]
+        self.turns: list[Transcript] = (
+            [turns] if _is_one_transcript(turns) else list(turns))  # type: ignore[list-item,arg-type]
         if not self.turns:
             raise ValueError("Replay needs at least one transcript")
         self.tokens_per_s = tokens_per_s

@@ -55,8 +55,13 @@ def unused_port() -> int:
 def vllm_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     """Point vLLM's sockets and caches at a session temp folder; the env for child servers."""
     _require_vllm()
+    from conveyor_integrations.backends.bundled_model import default_cache_dir
+
     tmp = tmp_path_factory.mktemp("vllm")
-    env = {"TMPDIR": str(tmp), "VLLM_RPC_BASE_PATH": str(tmp), "VLLM_CACHE_ROOT": str(tmp / "cache"),
+    # vLLM's cache (model-architecture probes: ~20 s of a cold start) persists in our own cache
+    # folder rather than ~/.cache/vllm; its IPC sockets go to the session's temp folder.
+    cache = default_cache_dir() / "vllm-cache"
+    env = {"TMPDIR": str(tmp), "VLLM_RPC_BASE_PATH": str(tmp), "VLLM_CACHE_ROOT": str(cache),
            "VLLM_ENABLE_V1_MULTIPROCESSING": "0", "OMP_NUM_THREADS": str(os.cpu_count() or 1),
            "VLLM_NO_USAGE_STATS": "1", "VLLM_LOGGING_LEVEL": "WARNING"}
     saved = {k: os.environ.get(k) for k in env}

@@ -116,8 +116,13 @@ def big_stream(fmt: str) -> Iterator[Any]:
             "openai": '{"code": "', "fenced_code": "```python\n"}[fmt]
     tail = {"hermes": '"}}</tool_call>', "llama3_json": '"}}', "mistral": '"}}]',
             "openai": '"}', "fenced_code": "\n```\n"}[fmt]
-    pieces = [head] + [CHUNK] * N_CHUNKS + [tail, "bye"]
-    for p in pieces:
+    def pieces() -> Iterator[str]:
+        yield head
+        for i in range(N_CHUNKS):  # a fresh string each time, so that keeping it costs memory
+            yield CHUNK[:-8] + f"{i:08d}"
+        yield tail
+        yield "bye"
+    for p in pieces():
         yield openai_deltas(p)[0] if fmt == "openai" else p
 
 
