@@ -265,12 +265,11 @@ class Scheduler:
             self._by_id.clear()
             self._by_args.clear()
         if loop is not None and thread is not None and thread.is_alive():
-            if pending:
-                fut = asyncio.run_coroutine_threadsafe(_cancel_all(pending), loop)
-                try:
-                    fut.result(timeout=10)
-                except Exception:  # noqa: BLE001 - shutting down; the loop stops next
-                    pass
+            fut = asyncio.run_coroutine_threadsafe(_shutdown(pending), loop)
+            try:
+                fut.result(timeout=15)
+            except Exception:  # noqa: BLE001 - shutting down; the loop stops next
+                pass
             loop.call_soon_threadsafe(loop.stop)
             thread.join(timeout=10)
             loop.close()
@@ -296,9 +295,17 @@ def _drop_soon(ex: Execution) -> None:
         ex.drop("the framework invoked the tool with other arguments", status="dropped"))
 
 
-async def _cancel_all(executions: list[Execution]) -> None:
+async def _shutdown(executions: list[Execution]) -> None:
+    """Drop the pending executions, then cancel and reap every task left on the loop."""
     await asyncio.gather(*(ex.drop("scheduler closed") for ex in executions),
                          return_exceptions=True)
+    for _ in range(5):  # cancelling can start cleanup tasks; reap those too
+        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        if not tasks:
+            return
+        for t in tasks:
+            t.cancel()
+        await asyncio.wait(tasks, timeout=5)
 
 
 _default: Scheduler | None = None
