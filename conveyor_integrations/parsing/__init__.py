@@ -21,7 +21,8 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
-from .base import CallAssembler, ParserBase, ParserOptions, ToolCallParser, Unit
+from .assembler import CallAssembler, value_events
+from .base import ParserBase, ParserOptions, ToolCallParser, Unit
 from .fenced_code import FencedCodeParser
 from .hermes import HermesParser
 from .json_scanner import JsonScanner
@@ -49,6 +50,7 @@ __all__ = [
     "Unit",
     "get_parser",
     "split_text",
+    "value_events",
 ]
 
 PARSERS: Mapping[str, type[ParserBase]] = MappingProxyType({
@@ -67,10 +69,10 @@ def get_parser(name: str, **kwargs: Any) -> ToolCallParser:
 
     >>> type(get_parser("mistral")).__name__
     'MistralParser'
-    >>> get_parser("xml")
+    >>> get_parser("xml")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    ValueError: unknown tool-call format 'xml'; known: fenced_code, hermes, llama3_json, mistral, openai, plan
+    ValueError: unknown tool-call format 'xml'; known: fenced_code, hermes, llama3_json, ...
     """
     try:
         cls = PARSERS[name]

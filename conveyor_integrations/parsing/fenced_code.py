@@ -1,4 +1,4 @@
-"""Fenced code blocks in model text as tool calls: ```` ```python ... ``` ```` -> ``python(code=...)``.
+"""Fenced code blocks in model text as tool calls: ```` ```python ```` -> ``python(code=...)``.
 
 The code is streamed as ``TextChunk`` pieces (complete statements by default) while it is
 decoded; ``FieldDone`` and ``CallDone`` come at the closing fence. Blocks of other languages
@@ -135,13 +135,14 @@ class FencedCodeParser(ParserBase):
         n = len(text)
         if self._bol:
             m = _CLOSE_FENCE.match(text, pos)
-            if m is not None and self._closes(m.group(1)):
+            if (m is not None and self._closes(m.group(1))
+                    and m.end() - pos <= _MAX_FENCE_LINE):
                 if not m.group(2):
                     self._hold = text[pos:]
                     return n
                 self._finish()
                 return m.end()
-            if _CLOSE_TAIL.fullmatch(text, pos):
+            if n - pos <= _MAX_FENCE_LINE and _CLOSE_TAIL.fullmatch(text, pos):
                 self._hold = text[pos:]
                 return n
         nl = text.find("\n", pos)

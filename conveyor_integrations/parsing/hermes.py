@@ -4,7 +4,7 @@ Text outside the tags is model text. Tags may be split anywhere between deltas; 
 looks like the start of a tag (``<tool_`` then ``box>``) comes out as plain text. Example::
 
     >>> p = HermesParser(id_prefix="d")
-    >>> evs = p.feed('Sure.<tool_call>\\n{"name": "search", "arguments": {"q": "x"}}\\n</tool_call>')
+    >>> evs = p.feed('Sure.<tool_call>{"name": "search", "arguments": {"q": "x"}}</tool_call>')
     >>> [type(e).__name__ for e in evs + p.close()]
     ['Text', 'CallStarted', 'FieldDone', 'CallDone', 'StreamDone']
 """
@@ -14,14 +14,15 @@ from __future__ import annotations
 import re
 from typing import Unpack
 
-from .base import CallAssembler, ParserBase, ParserOptions, tag_prefix_at_end
+from .assembler import CallAssembler
+from .base import ParserBase, ParserOptions, tag_prefix_at_end
 
 __all__ = ["HermesParser"]
 
 _OPEN = "<tool_call>"
 _CLOSE = "</tool_call>"
 _WS = re.compile(r"[ \t\n\r]*")
-_TEXT, _CALL, _AFTER, _SKIP = range(4)
+_TEXT, _CALL, _AFTER, _SKIP, _SKIPJSON = range(5)
 
 
 class HermesParser(ParserBase):
@@ -55,10 +56,21 @@ class HermesParser(ParserBase):
                 assert call is not None
                 pos += call.feed(text[pos:] if pos else text)
                 if call.finished:
-                    self._call = None
-                    self._state = _SKIP
+                    if call.scanner.error is None and not call.scanner.ended:
+                        call.skip()  # refused but well formed: skip the JSON by its brackets
+                        self._state = _SKIPJSON
+                    else:
+                        self._call = None
+                        self._state = _SKIP
                 elif call.scanner.done:
                     self._state = _AFTER
+            elif state == _SKIPJSON:
+                call = self._call
+                assert call is not None
+                pos += call.feed(text[pos:] if pos else text)
+                if call.scanner.ended:
+                    self._call = None
+                    self._state = _SKIP
             elif state == _TEXT:
                 i = text.find(_OPEN, pos)
                 if i >= 0:
@@ -86,27 +98,37 @@ class HermesParser(ParserBase):
                     call.finish()
                     self._call = None
                     self._state = _TEXT
-                elif n - pos < len(_CLOSE) and _CLOSE.startswith(text[pos:]):
+                elif n - pos < len(_CLOSE) and (_CLOSE.startswith(text[pos:])
+                                                or _OPEN.startswith(text[pos:])):
                     self._hold = text[pos:]
                     pos = n
+                elif text.startswith(_OPEN, pos):     # the model forgot </tool_call>
+                    call.fail("missing </tool_call>")
+                    self._call = None
+                    self._state = _TEXT
                 else:
                     call.fail("unexpected text after the call's JSON (expected </tool_call>)")
                     self._call = None
                     self._state = _SKIP
-            else:  # _SKIP: a malformed call; drop text up to its closing tag
+            else:  # _SKIP: a malformed call; drop text up to its closing tag (or a new call)
                 i = text.find(_CLOSE, pos)
+                k = text.find(_OPEN, pos, i if i >= 0 else n)
+                if k >= 0:
+                    pos = k
+                    self._state = _TEXT
+                    continue
                 if i >= 0:
                     pos = i + len(_CLOSE)
                     self._state = _TEXT
                     continue
-                j = tag_prefix_at_end(text, pos, _CLOSE)
+                j = max(tag_prefix_at_end(text, pos, _CLOSE), tag_prefix_at_end(text, pos, _OPEN))
                 if j >= 0:
                     self._hold = text[j:]
                 pos = n
 
     def _close(self) -> None:
         call = self._call
-        if call is not None:
+        if call is not None and not call.finished:
             if call.scanner.done:
                 call.fail("missing </tool_call>")
             else:

@@ -33,6 +33,7 @@ from collections.abc import Callable, Collection
 from typing import Any
 
 from ..events import JSONPath
+from .json_tokens import BracketSkipper, JsonSyntaxError, read_scalar
 
 __all__ = ["ChunkCallback", "ItemCallback", "JsonScanner", "MemberCallback"]
 
@@ -43,32 +44,18 @@ ItemCallback = Callable[[JSONPath, int, Any], None]
 ChunkCallback = Callable[[JSONPath, str], None]
 """``(path, fragment)``: more decoded content of the streamed string at ``path``."""
 
-_scanstring: Callable[[str, int], tuple[str, int]] = getattr(json.decoder, "scanstring")
+_scanstring: Callable[[str, int], tuple[str, int]] = (
+    json.decoder.scanstring)  # type: ignore[attr-defined]
 _WS = re.compile(r"[ \t\n\r]+")
 # A run of string content: plain characters and complete simple or \uXXXX escapes.
 _STR_BODY = re.compile(r'(?:[^"\\\x00-\x1f]+|\\["\\/bfnrt]|\\u[0-9a-fA-F]{4})*')
 _ESC_PREFIX = re.compile(r"\\(?:u[0-9a-fA-F]{0,3})?")  # an escape cut by the chunk's end
 _HIGH_ESC = re.compile(r"\\u[dD][89abAB][0-9a-fA-F]{2}")
 _LONE = re.compile("[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]")
-_NUM_RUN = re.compile(r"[-+0-9.eE]+")
-_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?")
-_DELIM = frozenset(" \t\n\r,]}")
-_LITERALS: dict[str, tuple[str, Any]] = {"t": ("true", True), "f": ("false", False),
-                                         "n": ("null", None)}
-_SKIP_TOKEN = re.compile(r'[][{}"]')
-_SKIP_STR = re.compile(r'["\\]')
-_MAX_NUMBER = 10_000
 
 # states
 _VALUE, _STRING, _AFTER, _KEY, _COLON, _OBJ_FIRST, _ARR_FIRST, _START = range(8)
-_DONE, _ERROR, _SKIP, _SKIPPED = range(8, 12)
-
-
-class _Malformed(Exception):
-    def __init__(self, reason: str, pos: int) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.pos = pos
+_DONE, _ERROR, _SKIP = range(8, 11)
 
 
 class _Frame:
@@ -124,9 +111,7 @@ class JsonScanner:
         self._is_key = False
         self._spath: JSONPath | None = None
         self._consumed = 0
-        self._skip_depth = 0
-        self._skip_in_str = False
-        self._skip_esc = False
+        self._skipper: BracketSkipper | None = None
 
     @property
     def done(self) -> bool:
@@ -141,17 +126,12 @@ class JsonScanner:
     @property
     def ended(self) -> bool:
         """The value's end was found: it is :attr:`done`, or :meth:`skip` reached it."""
-        return self._state == _DONE or self._state == _SKIPPED
+        return self._state == _DONE or (self._skipper is not None and self._skipper.ended)
 
     @property
     def untouched(self) -> bool:
         """Only whitespace has been fed so far."""
         return self._state == _START and not self._carry
-
-    @property
-    def depth(self) -> int:
-        """How many containers are open."""
-        return len(self._stack)
 
     def skip(self) -> None:
         """Stop parsing and just find the end of the value by counting brackets.
@@ -160,13 +140,13 @@ class JsonScanner:
         still be found; holds no values, so memory stays constant.
         """
         state = self._state
-        if state in (_DONE, _SKIP, _SKIPPED):
+        if state in (_DONE, _SKIP):
             return
         if state == _ERROR:
             state = self._err_state
-        self._skip_in_str = state == _STRING
-        self._skip_esc = self._skip_in_str and self._carry == "\\"
-        self._skip_depth = len(self._stack)
+        in_str = state == _STRING
+        self._skipper = BracketSkipper(len(self._stack), in_string=in_str,
+                                       escaped=in_str and self._carry == "\\")
         self._stack = []
         self._parts = []
         self._carry = ""
@@ -176,7 +156,7 @@ class JsonScanner:
         """Scan ``text``; return how many of its characters belong to the value."""
         state = self._state
         if state >= _DONE:
-            return self._skip_feed(text) if state == _SKIP else 0
+            return self._skipper.feed(text) if self._skipper is not None else 0
         carry = self._carry
         if carry:
             s = carry + text
@@ -187,7 +167,7 @@ class JsonScanner:
             base = 0
         try:
             pos = self._run(s)
-        except _Malformed as exc:
+        except JsonSyntaxError as exc:
             self._err_state = self._state
             self._state = _ERROR
             self.error = f"{exc.reason} at character {self._consumed + exc.pos - base}"
@@ -215,228 +195,123 @@ class JsonScanner:
                 self._on_item(fr.path, len(lst) - 1, value)
         return _AFTER
 
-    def _run(self, s: str) -> int:  # noqa: C901 - one flat state machine, on purpose
+    def _close(self) -> bool:
+        """Close the innermost container; True when that ends the whole value."""
+        self._state = self._put(self._stack.pop().container)
+        return self._state == _DONE
+
+    def _run(self, s: str) -> int:
         n = len(s)
         pos = 0
-        state = self._state
         stack = self._stack
-        try:
-            while pos < n:
-                if state == _STRING:
-                    e = _STR_BODY.match(s, pos).end()  # type: ignore[union-attr]
-                    closing = e < n and s[e] == '"'
-                    if e > pos:
-                        seg = s[pos:e]
-                        if "\\" in seg:
-                            dec = _scanstring(seg + '"', 0)[0]
-                            if "\\u" in seg:
-                                if (not closing and dec and "\ud800" <= dec[-1] <= "\udbff"
-                                        and _HIGH_ESC.fullmatch(seg, len(seg) - 6)
-                                        and (e == n or (n - e < 6
-                                                        and _ESC_PREFIX.fullmatch(s, e)))):
-                                    # a high surrogate whose low half may be in the next chunk
-                                    dec = dec[:-1]
-                                    self._carry = s[e - 6:]
-                                    e = n
-                                if _LONE.search(dec):
-                                    raise _Malformed("lone surrogate in string", e)
-                        else:
-                            dec = seg
-                        if closing and not self._parts:
-                            if self._spath is not None and dec:
-                                self._on_chunk(self._spath, dec)  # type: ignore[misc]
-                            pos = e + 1
-                            if self._is_key:
-                                stack[-1].key = dec
-                                state = _COLON
-                            else:
-                                state = self._put(dec)
-                            continue
-                        if dec:
-                            self._parts.append(dec)
-                            if self._spath is not None:
-                                self._on_chunk(self._spath, dec)  # type: ignore[misc]
-                    if e >= n:
-                        pos = n
-                        break
-                    if closing:
-                        parts = self._parts
-                        val = parts[0] if len(parts) == 1 else "".join(parts)
-                        self._parts = []
-                        pos = e + 1
-                        if self._is_key:
-                            stack[-1].key = val
-                            state = _COLON
-                        else:
-                            state = self._put(val)
-                        continue
-                    if s[e] == "\\":
-                        if n - e < 6 and _ESC_PREFIX.fullmatch(s, e):
-                            self._carry = s[e:]
-                            pos = n
-                            break
-                        raise _Malformed(f"invalid escape {s[e:e + 6]!r}", e)
-                    raise _Malformed("control character in string", e)
-
-                ch = s[pos]
-                if ch in " \t\n\r":
-                    pos = _WS.match(s, pos).end()  # type: ignore[union-attr]
-                    continue
-                if state == _AFTER:
-                    fr = stack[-1]
-                    if ch == ",":
-                        state = _KEY if fr.is_obj else _VALUE
-                        pos += 1
-                        continue
-                    if ch == ("}" if fr.is_obj else "]"):
-                        pos += 1
-                        stack.pop()
-                        state = self._put(fr.container)
-                        if state == _DONE:
-                            break
-                        continue
-                    raise _Malformed(f"expected ',' or {'}' if fr.is_obj else ']'!r}", pos)
-                if state == _COLON:
-                    if ch == ":":
-                        state = _VALUE
-                        pos += 1
-                        continue
-                    raise _Malformed("expected ':'", pos)
-                if state == _KEY or state == _OBJ_FIRST:
-                    if ch == '"':
-                        self._is_key = True
-                        self._spath = None
-                        state = _STRING
-                        pos += 1
-                        continue
-                    if ch == "}" and state == _OBJ_FIRST:
-                        pos += 1
-                        fr = stack.pop()
-                        state = self._put(fr.container)
-                        if state == _DONE:
-                            break
-                        continue
-                    raise _Malformed("expected a string key", pos)
-                # a value is expected (_VALUE, _ARR_FIRST, _START)
-                if state == _START and ch != "{":
-                    raise _Malformed("expected a JSON object", pos)
-                if ch == '"':
-                    self._is_key = False
-                    self._spath = None
-                    if self.stream_paths and stack and stack[-1].is_obj:
-                        p = stack[-1].path + (stack[-1].key,)
-                        if p in self.stream_paths:
-                            self._spath = p
-                    state = _STRING
-                    pos += 1
-                    continue
-                if ch == "{" or ch == "[":
-                    if len(stack) >= self._max_depth:
-                        raise _Malformed(f"nesting deeper than {self._depth_label} levels", pos)
-                    if not stack:
-                        path: JSONPath = ()
-                    else:
-                        fr = stack[-1]
-                        path = fr.path + ((fr.key,) if fr.is_obj else (len(fr.container),))
-                    if ch == "{":
-                        stack.append(_Frame({}, True, path))
-                        state = _OBJ_FIRST
-                    else:
-                        stack.append(_Frame([], False, path))
-                        state = _ARR_FIRST
-                    pos += 1
-                    continue
-                if ch == "]" and state == _ARR_FIRST:
-                    pos += 1
-                    fr = stack.pop()
-                    state = self._put(fr.container)
-                    if state == _DONE:
-                        break
-                    continue
-                if ch in "-0123456789":
-                    e = _NUM_RUN.match(s, pos).end()  # type: ignore[union-attr]
-                    if e == n:
-                        if e - pos > _MAX_NUMBER:
-                            raise _Malformed("number too long", pos)
-                        self._carry = s[pos:]
-                        pos = n
-                        break
-                    tok = s[pos:e]
-                    if s[e] not in _DELIM or not _NUMBER.fullmatch(tok):
-                        raise _Malformed("invalid number", pos)
-                    try:
-                        num: Any = (float(tok) if "." in tok or "e" in tok or "E" in tok
-                                    else int(tok))
-                    except ValueError:
-                        raise _Malformed("number too large", pos) from None
-                    pos = e
-                    state = self._put(num)
-                    continue
-                lit = _LITERALS.get(ch)
-                if lit is not None:
-                    word, val = lit
-                    end = pos + len(word)
-                    if s.startswith(word, pos):
-                        if end >= n:
-                            self._carry = s[pos:]
-                            pos = n
-                            break
-                        if s[end] not in _DELIM:
-                            raise _Malformed(f"invalid literal (expected {word!r})", pos)
-                        pos = end
-                        state = self._put(val)
-                        continue
-                    if end > n and word.startswith(s[pos:]):
-                        self._carry = s[pos:]
-                        pos = n
-                        break
-                    raise _Malformed(f"invalid literal (expected {word!r})", pos)
-                raise _Malformed(f"unexpected character {ch!r}", pos)
-        finally:
-            self._state = state
-        return pos
-
-    def _skip_feed(self, s: str) -> int:
-        n = len(s)
-        pos = 0
-        depth = self._skip_depth
-        in_str = self._skip_in_str
-        if self._skip_esc and n:
-            pos = 1
-            self._skip_esc = False
         while pos < n:
-            if in_str:
-                m = _SKIP_STR.search(s, pos)
-                if m is None:
-                    pos = n
-                    break
-                i = m.start()
-                if s[i] == "\\":
-                    if i + 1 >= n:
-                        self._skip_esc = True
-                        pos = n
-                        break
-                    pos = i + 2
-                    continue
-                in_str = False
-                pos = i + 1
+            state = self._state
+            if state == _STRING:
+                pos = self._string(s, pos, n)
                 continue
-            m = _SKIP_TOKEN.search(s, pos)
-            if m is None:
-                pos = n
-                break
-            i = m.start()
-            c = s[i]
-            pos = i + 1
-            if c == '"':
-                in_str = True
-            elif c == "{" or c == "[":
-                depth += 1
+            ch = s[pos]
+            if ch in " \t\n\r":
+                pos = _WS.match(s, pos).end()  # type: ignore[union-attr]
+                continue
+            if state == _AFTER:
+                is_obj = stack[-1].is_obj
+                if ch == ",":
+                    self._state = _KEY if is_obj else _VALUE
+                elif ch == ("}" if is_obj else "]"):
+                    if self._close():
+                        return pos + 1
+                else:
+                    raise JsonSyntaxError(f"expected ',' or {'}' if is_obj else ']'!r}", pos)
+            elif state == _COLON:
+                if ch != ":":
+                    raise JsonSyntaxError("expected ':'", pos)
+                self._state = _VALUE
+            elif state == _KEY or state == _OBJ_FIRST:
+                if ch == '"':
+                    self._is_key = True
+                    self._spath = None
+                    self._state = _STRING
+                elif ch == "}" and state == _OBJ_FIRST:
+                    if self._close():
+                        return pos + 1
+                else:
+                    raise JsonSyntaxError("expected a string key", pos)
+            elif state == _START and ch != "{":
+                raise JsonSyntaxError("expected a JSON object", pos)
+            elif ch == '"':
+                self._is_key = False
+                self._spath = None
+                if self.stream_paths and stack[-1].is_obj:
+                    p = stack[-1].path + (stack[-1].key,)
+                    if p in self.stream_paths:
+                        self._spath = p
+                self._state = _STRING
+            elif ch == "{" or ch == "[":
+                if len(stack) >= self._max_depth:
+                    raise JsonSyntaxError(f"nesting deeper than {self._depth_label} levels", pos)
+                path: JSONPath = ()
+                if stack:
+                    fr = stack[-1]
+                    path = fr.path + ((fr.key,) if fr.is_obj else (len(fr.container),))
+                is_obj = ch == "{"
+                stack.append(_Frame({} if is_obj else [], is_obj, path))
+                self._state = _OBJ_FIRST if is_obj else _ARR_FIRST
+            elif ch == "]" and state == _ARR_FIRST:
+                if self._close():
+                    return pos + 1
             else:
-                depth -= 1
-                if depth <= 0:
-                    self._state = _SKIPPED
-                    break
-        self._skip_depth = depth
-        self._skip_in_str = in_str
+                got = read_scalar(s, pos)
+                if got is None:         # wait for the delimiter
+                    self._carry = s[pos:]
+                    return n
+                self._state = self._put(got[0])
+                pos = got[1]
+                continue
+            pos += 1
         return pos
+
+    def _string(self, s: str, pos: int, n: int) -> int:
+        """Take string content from ``pos``; return where scanning goes on."""
+        e = _STR_BODY.match(s, pos).end()  # type: ignore[union-attr]
+        closing = e < n and s[e] == '"'
+        if e > pos:
+            seg = s[pos:e]
+            if "\\" in seg:
+                dec = _scanstring(seg + '"', 0)[0]
+                if "\\u" in seg:
+                    if (not closing and dec and "\ud800" <= dec[-1] <= "\udbff"
+                            and _HIGH_ESC.fullmatch(seg, len(seg) - 6)
+                            and (e == n or (n - e < 6 and _ESC_PREFIX.fullmatch(s, e)))):
+                        # a high surrogate whose low half may come with the next chunk
+                        dec = dec[:-1]
+                        self._carry = s[e - 6:]
+                        e = n
+                    if _LONE.search(dec):
+                        raise JsonSyntaxError("lone surrogate in string", e)
+            else:
+                dec = seg
+            if dec:
+                if self._spath is not None:
+                    self._on_chunk(self._spath, dec)  # type: ignore[misc]
+                if not (closing and not self._parts):
+                    self._parts.append(dec)
+        else:
+            dec = ""
+        if closing:
+            if self._parts:
+                dec = "".join(self._parts)
+                self._parts = []
+            if self._is_key:
+                self._stack[-1].key = dec
+                self._state = _COLON
+            else:
+                self._state = self._put(dec)
+            return e + 1
+        if e >= n:
+            return n
+        if s[e] == "\\":
+            if n - e < 6 and _ESC_PREFIX.fullmatch(s, e):
+                self._carry = s[e:]
+                return n
+            raise JsonSyntaxError(f"invalid escape {s[e:e + 6]!r}", e)
+        raise JsonSyntaxError("control character in string", e)

@@ -15,7 +15,8 @@ from __future__ import annotations
 import re
 from typing import Unpack
 
-from .base import CallAssembler, ParserBase, ParserOptions
+from .assembler import CallAssembler
+from .base import ParserBase, ParserOptions
 
 __all__ = ["Llama3JsonParser"]
 

@@ -15,7 +15,8 @@ import re
 from typing import Unpack
 
 from ..events import CallMalformed
-from .base import CallAssembler, ParserBase, ParserOptions, tag_prefix_at_end
+from .assembler import CallAssembler
+from .base import ParserBase, ParserOptions, tag_prefix_at_end
 
 __all__ = ["MistralParser"]
 
@@ -49,7 +50,7 @@ class MistralParser(ParserBase):
         self._emit(CallMalformed(index, self.new_id(index), None, reason))
         self._state = _DROP
 
-    def _feed_text(self, text: str) -> None:  # noqa: C901 - one state machine
+    def _feed_text(self, text: str) -> None:
         if self._hold:
             text = self._hold + text
             self._hold = ""

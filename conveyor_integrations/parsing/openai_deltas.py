@@ -20,7 +20,8 @@ from collections.abc import Mapping
 from typing import Any, Unpack
 
 from ..events import CallMalformed, Event
-from .base import CallAssembler, ParserBase, ParserOptions
+from .assembler import CallAssembler
+from .base import ParserBase, ParserOptions
 
 __all__ = ["OpenAIDeltaParser"]
 
@@ -29,6 +30,8 @@ _NO_KEY = object()
 
 
 def _get(obj: Any, key: str) -> Any:
+    if type(obj) is dict:
+        return obj.get(key)
     if obj is None:
         return None
     if isinstance(obj, Mapping):

@@ -27,7 +27,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Unpack
 
 from ..events import CallDone, CallMalformed, CallStarted, Event
-from .base import ParserBase, ParserOptions, value_events
+from .assembler import value_events
+from .base import ParserBase, ParserOptions
 
 __all__ = ["PlanParser"]
 

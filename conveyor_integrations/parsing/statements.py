@@ -35,6 +35,8 @@ _TOKEN = re.compile(r"[][(){}#'\"\\]")
 _IN_STRING = {'"': re.compile(r'["\\\n]'), "'": re.compile(r"['\\\n]"),
               '"""': re.compile(r'["\\]'), "'''": re.compile(r"['\\]")}
 
+# what can make compile(..., PyCF_ONLY_AST) warn: escapes, "1if", return in finally (3.14)
+_MAY_WARN = re.compile(r"\\|(?<![A-Za-z_0-9])[0-9]+[A-Za-z_]|finally")
 _EMPTY, _OPEN, _COMPOUND_MODE, _BROKEN = range(4)
 
 
@@ -77,13 +79,13 @@ class LineSplitter:
 
 def _parses(src: str) -> bool:
     try:
-        if "\\" in src:
+        if _MAY_WARN.search(src):  # silence SyntaxWarnings (cheaper than always wrapping)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 compile(src, "<statement>", "exec", ast.PyCF_ONLY_AST)
         else:
             compile(src, "<statement>", "exec", ast.PyCF_ONLY_AST)
-    except Exception:  # SyntaxError, ValueError (NUL bytes), RecursionError, MemoryError...
+    except (SyntaxError, ValueError, OverflowError, RecursionError, MemoryError):
         return False
     return True
 

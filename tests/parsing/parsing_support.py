@@ -9,8 +9,17 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from conveyor_integrations.events import (CallDone, CallMalformed, CallStarted, Event, FieldDone,
-                                          ItemDone, StreamDone, Text, TextChunk)
+from conveyor_integrations.events import (
+    CallDone,
+    CallMalformed,
+    CallStarted,
+    Event,
+    FieldDone,
+    ItemDone,
+    StreamDone,
+    Text,
+    TextChunk,
+)
 from conveyor_integrations.parsing.base import ToolCallParser
 
 
@@ -51,7 +60,7 @@ def normalize(events: Sequence[Event]) -> list[Event]:
 
 
 def check_grammar(events: Sequence[Event]) -> None:
-    """Each call: CallStarted (Field|Item|TextChunk)* CallDone, or ... CallMalformed; StreamDone last."""
+    """Per call: CallStarted (Field|Item|TextChunk)* then CallDone or CallMalformed."""
     assert events and isinstance(events[-1], StreamDone)
     assert sum(isinstance(e, StreamDone) for e in events) == 1
     started: set[int] = set()
@@ -104,26 +113,31 @@ CODE_LINES = ["import os\n", "x = 1\n", "for i in range(3):\n", "    x += i\n", 
 code_text = st.lists(st.sampled_from(CODE_LINES), max_size=12).map("".join)
 
 
-@st.composite
-def dumps(draw: st.DrawFn, obj: Any) -> str:
+_BOOL = st.booleans()
+_INDENT = st.sampled_from([None, None, 1])
+_SEPARATORS = st.sampled_from([None, (",", ":"), (", ", ": ")])
+_CUT_MODE = st.sampled_from(["random", "random", "fixed", "chars"])
+_SIZE = st.integers(1, 9)
+_SEED = st.integers(0, 2 ** 32)
+
+# Plain functions drawing module-level strategies: building strategies inside a test costs
+# hypothesis a validation pass per example, which dominated the run time.
+
+
+def draw_dumps(data: st.DataObject, obj: Any) -> str:
     """json.dumps with random ensure_ascii / separators / indent."""
-    return json.dumps(obj, ensure_ascii=draw(st.booleans()),
-                      indent=draw(st.sampled_from([None, None, 1])),
-                      separators=draw(st.sampled_from([None, (",", ":"), (", ", ": ")])))
+    return json.dumps(obj, ensure_ascii=data.draw(_BOOL), indent=data.draw(_INDENT),
+                      separators=data.draw(_SEPARATORS))
 
 
-@st.composite
-def cuts_for(draw: st.DrawFn, text: str) -> list[int]:
-    """Where to cut ``text`` into deltas: every char, every k chars, or at random places.
-
-    Random cuts come from one drawn seed (one draw, not hundreds: much faster to generate).
-    """
+def draw_cuts(data: st.DataObject, text: str) -> list[int]:
+    """Where to cut ``text`` into deltas: every char, every k chars, or at random places."""
     n = len(text)
-    mode = draw(st.sampled_from(["random", "random", "fixed", "chars"]))
+    mode = data.draw(_CUT_MODE)
     if mode == "chars" and n <= 400:
         return list(range(1, n))
     if mode != "random":
-        size = draw(st.integers(1, 9))
+        size = data.draw(_SIZE)
         return list(range(size, n, size))
-    rng = random.Random(draw(st.integers(0, 2 ** 32)))
+    rng = random.Random(data.draw(_SEED))
     return rng.sample(range(n + 1), rng.randint(0, max(1, n // 2)))

@@ -8,13 +8,22 @@ from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from parsing_support import (check_grammar, chars, code_text, cuts_for, dumps, feed_all,
-                             json_args, json_values, normalize, split)
+from parsing_support import (
+    chars,
+    check_grammar,
+    code_text,
+    draw_cuts,
+    draw_dumps,
+    feed_all,
+    json_args,
+    normalize,
+    split,
+)
 
 from conveyor_integrations.events import CallDone, Event
 from conveyor_integrations.parsing import get_parser
 
-SETTINGS = settings(max_examples=400, deadline=None, derandomize=True,
+SETTINGS = settings(max_examples=300, deadline=None, derandomize=True,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 UNITS = st.sampled_from(["line", "statement", "raw"])
 NAMES = st.sampled_from(["python", "search", "f"])
@@ -26,21 +35,30 @@ def prose(forbidden: str, extra: list[str]) -> st.SearchStrategy[str]:
                     max_size=4).map("".join).filter(lambda s: forbidden not in s)
 
 
-@st.composite
-def call_args(draw: st.DrawFn, name: str) -> dict[str, Any]:
-    args = draw(json_args)
+HERMES_PROSE = prose("<tool_call>", ["<", "<tool_", "</tool_call>", "<tool_box>"])
+HERMES_TAIL = prose("<tool_call>", ["<", "<tool_call", "\n"])
+MISTRAL_PROSE = prose("[TOOL_CALLS]", ["[", "[TOOL_", "]"])
+COUNT_0_3 = st.integers(0, 3)
+COUNT_1_3 = st.integers(1, 3)
+BOOL = st.booleans()
+ARG_KEYS = st.sampled_from(["arguments", "parameters"])
+SHORT_TEXT = st.text(chars, max_size=10)
+
+
+def call_args(data: st.DataObject, name: str) -> dict[str, Any]:
+    args = data.draw(json_args)
     if name == "python":
-        args["code"] = draw(code_text)
+        args["code"] = data.draw(code_text)
     return args
 
 
 def check_invariance(fmt: str, text: str, data: st.DataObject, unit: str,
-                     n_splits: int = 3) -> list[Event]:
+                     n_splits: int = 5) -> list[Event]:
     kw: dict[str, Any] = {"id_prefix": "t", "streams": {"python": {"code": unit}}}
     whole = normalize(feed_all(get_parser(fmt, **kw), [text]))
     check_grammar(whole)
     for _ in range(n_splits):
-        pieces = split(text, data.draw(cuts_for(text)))
+        pieces = split(text, draw_cuts(data, text))
         events = feed_all(get_parser(fmt, **kw), pieces)
         check_grammar(events)
         assert normalize(events) == whole, pieces
@@ -57,16 +75,16 @@ def check_calls(events: list[Event], expected: list[tuple[str, Any]]) -> None:
 @given(st.data(), UNITS)
 def test_hermes_chunking(data: st.DataObject, unit: str) -> None:
     parts, expected = [], []
-    for _ in range(data.draw(st.integers(0, 3))):
-        parts.append(data.draw(prose("<tool_call>", ["<", "<tool_", "</tool_call>", "<tool_box>"])))
+    for _ in range(data.draw(COUNT_0_3)):
+        parts.append(data.draw(HERMES_PROSE))
         name = data.draw(NAMES)
-        key = data.draw(st.sampled_from(["arguments", "parameters"]))
-        args = data.draw(call_args(name))
-        obj = {"name": name, key: args} if data.draw(st.booleans()) else {key: args, "name": name}
-        js = data.draw(dumps(obj))
+        key = data.draw(ARG_KEYS)
+        args = call_args(data, name)
+        obj = {"name": name, key: args} if data.draw(BOOL) else {key: args, "name": name}
+        js = draw_dumps(data, obj)
         parts.append(f"<tool_call>{data.draw(WS)}{js}{data.draw(WS)}</tool_call>")
         expected.append((name, json.loads(js)[key]))
-    parts.append(data.draw(prose("<tool_call>", ["<", "<tool_call", "\n"])))
+    parts.append(data.draw(HERMES_TAIL))
     events = check_invariance("hermes", "".join(parts), data, unit)
     check_calls(events, expected)
 
@@ -75,10 +93,10 @@ def test_hermes_chunking(data: st.DataObject, unit: str) -> None:
 @given(st.data(), UNITS)
 def test_llama3_chunking(data: st.DataObject, unit: str) -> None:
     objs, expected = [], []
-    for _ in range(data.draw(st.integers(1, 3))):
+    for _ in range(data.draw(COUNT_1_3)):
         name = data.draw(NAMES)
-        key = data.draw(st.sampled_from(["parameters", "arguments"]))
-        js = data.draw(dumps({"name": name, key: data.draw(call_args(name))}))
+        key = data.draw(ARG_KEYS)
+        js = draw_dumps(data, {"name": name, key: call_args(data, name)})
         objs.append(js)
         expected.append((name, json.loads(js)[key]))
     sep = data.draw(st.sampled_from(["; ", ";", "\n", " ;\n"]))
@@ -91,18 +109,18 @@ def test_llama3_chunking(data: st.DataObject, unit: str) -> None:
 @SETTINGS
 @given(st.data(), UNITS)
 def test_mistral_chunking(data: st.DataObject, unit: str) -> None:
-    before = data.draw(prose("[TOOL_CALLS]", ["[", "[TOOL_", "]"]))
+    before = data.draw(MISTRAL_PROSE)
     expected, objs = [], []
-    list_form = data.draw(st.booleans())
-    for _ in range(data.draw(st.integers(1, 3))):
+    list_form = data.draw(BOOL)
+    for _ in range(data.draw(COUNT_1_3)):
         name = data.draw(NAMES)
-        args = data.draw(call_args(name))
+        args = call_args(data, name)
         expected.append((name, args))
         objs.append({"name": name, "arguments": args} if list_form else (name, args))
     if list_form:
-        text = before + "[TOOL_CALLS]" + data.draw(dumps(objs))
+        text = before + "[TOOL_CALLS]" + draw_dumps(data, objs)
     else:
-        text = before + "".join(f"[TOOL_CALLS]{n}[ARGS]" + data.draw(dumps(a)) for n, a in objs)
+        text = before + "".join(f"[TOOL_CALLS]{n}[ARGS]" + draw_dumps(data, a) for n, a in objs)
     expected = [(n, json.loads(json.dumps(a))) for n, a in expected]
     events = check_invariance("mistral", text, data, unit)
     check_calls(events, expected)
@@ -111,20 +129,20 @@ def test_mistral_chunking(data: st.DataObject, unit: str) -> None:
 @SETTINGS
 @given(st.data(), UNITS)
 def test_openai_chunking(data: st.DataObject, unit: str) -> None:
-    content = data.draw(st.text(chars, max_size=10))
+    content = data.draw(SHORT_TEXT)
     calls = []
-    for i in range(data.draw(st.integers(0, 3))):
+    for i in range(data.draw(COUNT_0_3)):
         name = data.draw(NAMES)
-        js = data.draw(dumps(data.draw(call_args(name))))
+        js = draw_dumps(data, call_args(data, name))
         cid = data.draw(st.sampled_from([None, f"srv_{i}"]))
         calls.append((i, cid, name, js))
 
     def deltas(split_args: bool) -> list[Any]:
         out: list[Any] = []
-        pieces = split(content, data.draw(cuts_for(content))) if split_args else [content]
+        pieces = split(content, draw_cuts(data, content)) if split_args else [content]
         out += [{"role": "assistant", "content": p} for p in pieces]
         for i, cid, name, js in calls:
-            frags = split(js, data.draw(cuts_for(js))) if split_args else [js]
+            frags = split(js, draw_cuts(data, js)) if split_args else [js]
             first = data.draw(st.sampled_from(["", None, frags[0]])) if split_args else frags[0]
             out.append({"tool_calls": [{"index": i, "id": cid, "type": "function",
                                         "function": {"name": name, "arguments": first}}]})
@@ -139,7 +157,7 @@ def test_openai_chunking(data: st.DataObject, unit: str) -> None:
     check_calls(whole, [(name, json.loads(js)) for _, _, name, js in calls])
     ids = [e.id for e in whole if isinstance(e, CallDone)]
     assert ids == [cid or f"call_t_{i}" for i, cid, _, _ in calls]
-    for _ in range(3):
+    for _ in range(5):
         events = feed_all(get_parser("openai", **kw), deltas(True))
         check_grammar(events)
         assert normalize(events) == whole
@@ -150,7 +168,7 @@ def test_openai_chunking(data: st.DataObject, unit: str) -> None:
 def test_fenced_chunking(data: st.DataObject, unit: str) -> None:
     text_parts, expected = [], []
     words = ["`", "``", "x", " ", "~", "\n```js\nvar a\n```\nok ", "``inline``", "\n~~~\n~~~\n."]
-    for _ in range(data.draw(st.integers(0, 3))):
+    for _ in range(data.draw(COUNT_0_3)):
         # prose never leaves a line start behind, so it cannot open a fence by accident
         text_parts.append("T" + "".join(data.draw(st.lists(st.sampled_from(words), max_size=5))))
         code = data.draw(code_text)
@@ -173,22 +191,25 @@ plan_literal = st.recursive(
     max_leaves=6)
 
 
+PLAN_POSITIONAL = st.lists(plan_literal, max_size=2)
+PLAN_KEYWORDS = st.dictionaries(st.sampled_from(["k", "q", "x_1"]), plan_literal, max_size=2)
+
+
 @SETTINGS
 @given(st.data())
 def test_plan_chunking(data: st.DataObject) -> None:
     lines, expected = [], []
     for step in range(1, data.draw(st.integers(1, 4)) + 1):
-        if data.draw(st.booleans()):
-            lines.append("Thought: " + data.draw(st.text(chars, max_size=8)).replace("\n", " ")
+        if data.draw(BOOL):
+            lines.append("Thought: " + data.draw(SHORT_TEXT).replace("\n", " ")
                          .replace("\r", " ").replace("\u2028", " ") + "\n")
         name = data.draw(st.sampled_from(["search", "math"]))
-        pos = data.draw(st.lists(plan_literal, max_size=2))
-        kw = data.draw(st.dictionaries(st.sampled_from(["k", "q", "x_1"]), plan_literal,
-                                       max_size=2))
-        ref = data.draw(st.integers(1, step - 1)) if step > 1 and data.draw(st.booleans()) \
+        pos = data.draw(PLAN_POSITIONAL)
+        kw = data.draw(PLAN_KEYWORDS)
+        ref = data.draw(st.integers(1, step - 1)) if step > 1 and data.draw(BOOL) \
             else None
         if ref is not None:
-            kw["ctx"] = f"use ${{{ref}}}" if data.draw(st.booleans()) else f"${ref}"
+            kw["ctx"] = f"use ${{{ref}}}" if data.draw(BOOL) else f"${ref}"
         argtext = ", ".join([repr(v) for v in pos] + [f"{k}={v!r}" for k, v in kw.items()])
         lines.append(f"{step}. {name}({argtext})\n")
         expected.append((name, ({"args": pos} if pos else {}) | kw))

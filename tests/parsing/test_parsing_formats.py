@@ -7,13 +7,30 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from parsing_support import check_grammar, feed_all
+from parsing_support import check_grammar, feed_all, normalize
 
-from conveyor_integrations.events import (CallDone, CallMalformed, CallStarted, Event, FieldDone,
-                                          ItemDone, StreamDone, Text, TextChunk)
-from conveyor_integrations.parsing import (PARSERS, FencedCodeParser, HermesParser,
-                                           Llama3JsonParser, MistralParser, OpenAIDeltaParser,
-                                           PlanParser, ToolCallParser, get_parser)
+from conveyor_integrations.events import (
+    CallDone,
+    CallMalformed,
+    CallStarted,
+    Event,
+    FieldDone,
+    ItemDone,
+    StreamDone,
+    Text,
+    TextChunk,
+)
+from conveyor_integrations.parsing import (
+    PARSERS,
+    FencedCodeParser,
+    HermesParser,
+    Llama3JsonParser,
+    MistralParser,
+    OpenAIDeltaParser,
+    PlanParser,
+    ToolCallParser,
+    get_parser,
+)
 
 
 def kinds(events: list[Event]) -> list[str]:
@@ -118,6 +135,21 @@ def test_hermes_malformed(body: str, reason: str) -> None:
     assert not any(isinstance(e, CallDone) for e in evs)
 
 
+def test_hermes_forgotten_close_tag_does_not_eat_the_next_call() -> None:
+    for sep in ["", "\n"]:
+        evs = feed_all(HermesParser(id_prefix="t"),
+                       ['<tool_call>{"name": "a", "arguments": {}}' + sep,
+                        '<tool_call>{"name": "b", "arguments": {"x": "<tool_call>"}}</tool_call>'])
+        check_grammar(evs)
+        assert [(type(e).__name__, e.index) for e in evs if isinstance(e, (CallDone, CallMalformed))
+                ] == [("CallMalformed", 0), ("CallDone", 1)]
+    evs = feed_all(HermesParser(id_prefix="t"),
+                   ['<tool_call>{"name": "a", "arguments": {"x": tru}}\n',
+                    '<tool_call>{"name": "b", "arguments": {}}</tool_call>'])
+    assert [type(e).__name__ for e in evs if isinstance(e, (CallDone, CallMalformed))] == [
+        "CallMalformed", "CallDone"]
+
+
 # -- openai --------------------------------------------------------------------------------
 
 def tc(index: int, args: str | None = None, name: str | None = None,
@@ -140,10 +172,27 @@ def test_openai_fragments_and_index_change() -> None:
 def test_openai_attribute_objects_and_plain_strings() -> None:
     p = OpenAIDeltaParser(id_prefix="t")
     fn = SimpleNamespace(name="f", arguments='{"a": 1}')
-    delta = SimpleNamespace(content=None, tool_calls=[SimpleNamespace(index=0, id="c", function=fn)])
+    call = SimpleNamespace(index=0, id="c", function=fn)
+    delta = SimpleNamespace(content=None, tool_calls=[call])
     assert feed_all(p, ["hi", delta]) == [Text("hi"), CallStarted(0, "c", "f"),
                                          FieldDone(0, ("a",), 1),
                                          CallDone(0, "c", "f", {"a": 1}), StreamDone()]
+
+
+def test_openai_arguments_before_name_are_buffered() -> None:
+    p = OpenAIDeltaParser(id_prefix="t", streams={"f": {"s": "raw"}})
+    assert p.feed(tc(0, '{"s": "a')) == []
+    evs = p.feed(tc(0, 'b", "n": 1}', "f")) + p.close()
+    assert normalize(evs) == [
+        CallStarted(0, "call_t_0", "f"), TextChunk(0, ("s",), "ab"), FieldDone(0, ("s",), "ab"),
+        FieldDone(0, ("n",), 1), CallDone(0, "call_t_0", "f", {"s": "ab", "n": 1}), StreamDone()]
+
+
+def test_text_formats_take_dict_deltas() -> None:
+    evs = feed_all(HermesParser(id_prefix="t"),
+                   [{"role": "assistant", "content": "a<tool"}, {"content": None},
+                    {"content": '_call>{"name": "f", "arguments": {}}</tool_call>'}])
+    assert kinds(evs) == ["Text", "CallStarted", "CallDone", "StreamDone"]
 
 
 def test_openai_problems() -> None:
