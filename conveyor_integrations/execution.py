@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import time
+from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from .errors import EarlyAbort, ResultDropped, ToolTimeout
@@ -39,7 +40,8 @@ class Execution:
         self.final_args: dict[str, Any] | None = None
         self.aborted = False
         self.dropped = False
-        self._queue: asyncio.Queue[Any] | None = None
+        self._queue: deque[CallEvent] | None = None
+        self._wake: asyncio.Future[None] | None = None
         self._task: asyncio.Task[None] | None = None
         self._expiry: asyncio.TimerHandle | None = None
         self.impl = spec.make_execution(_Runner(self))
@@ -50,7 +52,7 @@ class Execution:
         if self.dropped or self.aborted:
             return
         if self._queue is None:
-            self._queue = asyncio.Queue()
+            self._queue = deque()
             self._task = asyncio.get_running_loop().create_task(self._work())
         if isinstance(event, CallMalformed):
             if not self.aborted:
@@ -60,7 +62,10 @@ class Execution:
         if isinstance(event, CallDone):
             self._expiry = asyncio.get_running_loop().call_later(self.sched.claim_timeout,
                                                                  self._expire)
-        self._queue.put_nowait(event)
+        self._queue.append(event)
+        wake = self._wake
+        if wake is not None and not wake.done():
+            wake.set_result(None)
 
     async def _run_tool(self, args: dict[str, Any]) -> Any:
         if self.timing.tool_start is None:
@@ -83,11 +88,16 @@ class Execution:
                               f"{self.spec.timeout} s") from None
 
     async def _work(self) -> None:
-        assert self._queue is not None
+        queue = self._queue
+        assert queue is not None
         impl, timing = self.impl, self.timing
+        loop = asyncio.get_running_loop()
         try:
             while True:
-                event = await self._queue.get()
+                while not queue:
+                    self._wake = loop.create_future()
+                    await self._wake
+                event = queue.popleft()
                 if isinstance(event, CallStarted):
                     await self._step(impl.start(event))
                 elif isinstance(event, (FieldDone, TextChunk, ItemDone)):
@@ -106,6 +116,8 @@ class Execution:
             timing.early = True
             self._settle(None, exc)
             self.session._on_abort(self, exc)
+            if self._expiry is None:   # nobody may claim the abort: it expires like a result
+                self._expiry = loop.call_later(self.sched.claim_timeout, self._expire)
             await self._quiet_cancel()
         except asyncio.CancelledError:
             await self._quiet_cancel()

@@ -99,10 +99,11 @@ def _strategy(
     execution: Callable[[], PartialExecution] | None,
     side_effects: bool,
 ) -> Callable[[Runner], PartialExecution]:
-    chosen = [k for k, v in (("start_on", start_on), ("stream", stream), ("items", items),
-                             ("execution", execution)) if v is not None]
-    if len(chosen) > 1:
-        raise TypeError(f"partial_tool: choose one of start_on, stream, items, execution; got {chosen}")
+    chosen = [k for k, v in (("start_on", start_on), ("stream", stream), ("items", items))
+              if v is not None]
+    if len(chosen) > 1 or (execution is not None and start_on is not None):
+        raise TypeError("partial_tool: choose one of start_on, stream, items (execution= may "
+                        f"come with stream= or items=, which then say what it is fed); got {chosen}")
     normalize = normalizer_for(run_fn)
     if side_effects:
         return CompleteCall
@@ -183,12 +184,12 @@ def partial_tool(
         from .scheduler import default_scheduler
 
         sched = scheduler if scheduler is not None else default_scheduler()
-        module = type(obj).__module__
-        if module.startswith(("langchain", "langgraph")):
+        modules = [c.__module__ for c in type(obj).__mro__]
+        if any(m.startswith(("langchain", "langgraph")) for m in modules):
             from .adapters.langchain import wrap_langchain_tool
 
             return wrap_langchain_tool(obj, sched, **kwargs)
-        if module.startswith("llama_index"):
+        if any(m.startswith("llama_index") for m in modules):
             from .adapters.llamaindex import wrap_llamaindex_tool
 
             return wrap_llamaindex_tool(obj, sched, **kwargs)

@@ -65,6 +65,8 @@ class Scheduler:
         self._thread: threading.Thread | None = None
         self._pool: ThreadPoolExecutor | None = None
         self._closed = False
+        self._inbox: deque[Any] = deque()
+        self._draining = False
 
     # -- registration ------------------------------------------------------------------------
     def register(self, spec: ToolSpec) -> None:
@@ -151,8 +153,27 @@ class Scheduler:
         return asyncio.run_coroutine_threadsafe(coro, self.loop)
 
     def call_soon(self, fn: Any, *args: Any) -> None:
-        """Call ``fn(*args)`` on the scheduler's loop, from any thread, without waiting."""
-        self.loop.call_soon_threadsafe(fn, *args)
+        """Call ``fn(*args)`` on the scheduler's loop, from any thread, without waiting.
+
+        Calls are queued in order and the loop is woken once per drain, not once per call.
+        """
+        loop = self.loop
+        with self._lock:
+            self._inbox.append((fn, args))
+            if self._draining:
+                return
+            self._draining = True
+        loop.call_soon_threadsafe(self._drain)
+
+    def _drain(self) -> None:
+        inbox = self._inbox
+        while True:
+            with self._lock:
+                if not inbox:
+                    self._draining = False
+                    return
+                fn, args = inbox.popleft()
+            fn(*args)
 
     # -- the registry ------------------------------------------------------------------------
     def _add(self, ex: Execution) -> None:
@@ -208,6 +229,18 @@ class Scheduler:
             while len(self._claimed) > _CLAIMED_MEMORY:
                 self._claimed.popitem(last=False)
             return ex
+
+    def release(self, call_id: str, reason: str = "released") -> bool:
+        """Drop the unclaimed execution of ``call_id`` (cancel its work); False if there is none.
+
+        For adapters that know a call will never be invoked (e.g. parallel calls turned off).
+        """
+        with self._lock:
+            ex = self._by_id.get(call_id)
+        if ex is None or not self._discard(ex):
+            return False
+        self.call_soon(_drop_soon_reason, ex, reason)
+        return True
 
     def aborted(self, call_id: str | None) -> bool:
         """The early execution of ``call_id`` stopped decoding with ``EarlyAbort`` (unclaimed)."""
@@ -288,6 +321,10 @@ def _settled(ex: Execution, args: Any, fut: concurrent.futures.Future[Any]) -> t
     if ex.differs(args):
         return False, None
     return True, value
+
+
+def _drop_soon_reason(ex: Execution, reason: str) -> None:
+    asyncio.get_running_loop().create_task(ex.drop(reason, status="dropped"))
 
 
 def _drop_soon(ex: Execution) -> None:

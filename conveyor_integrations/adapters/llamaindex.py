@@ -1,0 +1,32 @@
+"""LlamaIndex integration (extra ``llamaindex``): a function-calling LLM and tool wrapping.
+
+* :class:`ConveyorLLM`, a ``FunctionCallingLLM`` over any backend of ours, for ``FunctionAgent``,
+  ``AgentWorkflow`` and every other LlamaIndex component that takes an LLM;
+* ``partial_tool(tool)`` on a ``FunctionTool`` (see ``llamaindex_tools``);
+* :class:`ConveyorTurnEndEvent`, the instrumentation event with each turn's per-call timings.
+
+Example::
+
+    from llama_index.core.agent.workflow import FunctionAgent
+    from llama_index.core.tools import FunctionTool
+    from conveyor_integrations import partial_tool
+    from conveyor_integrations.adapters.llamaindex import ConveyorLLM
+    from conveyor_integrations.backends import VLLMEngine
+
+    search = partial_tool(FunctionTool.from_defaults(fn=web_search), start_on=["query"])
+    agent = FunctionAgent(tools=[search], llm=ConveyorLLM(backend=VLLMEngine()))
+"""
+
+from __future__ import annotations
+
+try:
+    import llama_index.core  # noqa: F401
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    raise ImportError("conveyor_integrations.adapters.llamaindex needs the 'llamaindex' extra: "
+                      "pip install 'conveyor-integrations[llamaindex]'") from exc
+
+from .llamaindex_convert import ConveyorTurnEndEvent
+from .llamaindex_llm import ConveyorLLM
+from .llamaindex_tools import ConveyorFunctionTool, wrap_llamaindex_tool
+
+__all__ = ["ConveyorFunctionTool", "ConveyorLLM", "ConveyorTurnEndEvent", "wrap_llamaindex_tool"]

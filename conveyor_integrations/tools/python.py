@@ -1,0 +1,257 @@
+"""The CodeGen tool: run each top-level statement of generated Python as soon as it is decoded.
+
+The parser cuts the ``code`` argument into complete top-level statements (``unit="statement"``,
+:class:`~conveyor_integrations.parsing.statements.StatementSplitter`, which uses ``compile`` to
+know that a statement is complete; an indented block is complete when the next column-0 line
+arrives). :class:`PythonExecution` sends each one to a persistent sandboxed worker process
+(:mod:`~conveyor_integrations.tools.python_sandbox`) the moment it arrives, so the program runs
+while the model is still writing it. Statements are queued and run in order by a task of their
+own: ``feed`` never waits for a statement to finish, so decoding is never held up by the tool.
+
+An exception stops the run. With ``abort_on_error=True`` the next ``feed`` raises
+:class:`~conveyor_integrations.errors.EarlyAbort` with what the program printed up to and
+including the traceback, so decoding stops and the model can fix the code sooner.
+
+The result is exactly what running the complete code at once prints (:func:`run_python_code`):
+stdout and stderr in the order they were written, then the traceback of an uncaught exception,
+or a ``[sandbox] stopped: ...`` line when a limit stopped the program. ``finish`` checks that the
+statements fed make up the final code and that the whole program compiles without errors or
+warnings; otherwise (a ``SyntaxError`` anywhere means the complete program runs nothing) it runs
+the complete code in a fresh worker, so partial and complete results do not differ (unless the
+program depends on timing: the wall-clock limit adds up the statements' times, and
+``Limits.statement_s`` applies to partial execution only). The worker starts (~50-100 ms) when
+the call begins, while the model is still decoding its first statement.
+
+Hand-written (``codeop``/``ast`` via the splitter decide completeness; the rest is ours), because
+no package does this: ``code.InteractiveInterpreter`` and RestrictedPython run in-process,
+Jupyter kernels (``jupyter_client``) set no resource limits and need ZeroMQ, and llm-sandbox or
+epicbox run whole programs in Docker containers; none runs a program statement by statement in a
+persistent, resource-limited subprocess with per-statement capture. Usage::
+
+    from conveyor_integrations.tools.python import python_tool
+    run_python = python_tool(timeout=30, abort_on_error=True)   # a tool for any agent
+    run_python("print(6 * 7)")                                   # '42\\n'
+
+LangChain or LlamaIndex tools come from the same pieces (``partial_python(tool)`` is
+``partial_tool(tool, stream="code", unit="statement", execution=lambda: PythonExecution())``)::
+
+    from langchain_core.tools import StructuredTool
+    def run_python(code: str) -> str:
+        "Run Python code; return what it printed."
+        return run_python_code(code)
+    lc_tool = partial_python(StructuredTool.from_function(run_python), abort_on_error=True)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, cast
+
+from ..errors import EarlyAbort
+from ..events import CallStarted, FieldDone, ItemDone, TextChunk
+from ..partial import partial_tool
+from .python_sandbox import (
+    Limits,
+    Reply,
+    Worker,
+    arun_python_code,
+    render,
+    run_python_code,
+    run_whole,
+)
+
+if TYPE_CHECKING:
+    from ..scheduler import Scheduler
+
+__all__ = ["Limits", "PythonExecution", "StatementResult", "arun_python_code", "partial_python",
+           "python_tool", "run_python", "run_python_code"]
+
+_STOPS = ("error", "syntax", "killed")
+run_python: Callable[[str], str]
+"""The ready tool, ``python_tool()``: made (and registered) on first use, see ``__getattr__``."""
+
+
+@dataclass
+class StatementResult:
+    """One statement run by a :class:`PythonExecution`."""
+
+    source: str
+    status: str
+    """``ok``, ``error``, ``syntax``, ``exit`` or ``killed`` (see ``Reply.status``)."""
+    output: str
+    """What the statement wrote (stdout and stderr, then its traceback)."""
+    line: int
+    started: float
+    """``time.perf_counter()`` when it began running (comparable with the host's clock)."""
+    ended: float
+
+
+class PythonExecution:
+    """Runs the statements of a ``code`` argument in a sandboxed worker as they are decoded.
+
+    Implements :class:`~conveyor_integrations.partial.PartialExecution`::
+
+        @partial_tool(stream="code", unit="statement", execution=lambda: PythonExecution())
+        def run_python(code: str) -> str:
+            return run_python_code(code)
+
+    ``statements`` lists what ran, with per-statement output and times.
+    """
+
+    def __init__(self, *, field: str = "code", limits: Limits | None = None,
+                 abort_on_error: bool = False) -> None:
+        self.field = field
+        self.limits = limits or Limits()
+        self.abort_on_error = abort_on_error
+        self.statements: list[StatementResult] = []
+        self._pieces: list[str] = []
+        self._queue: asyncio.Queue[str | None] = asyncio.Queue()
+        self._worker: Worker | None = None
+        self._runner: asyncio.Task[None] | None = None
+        self._stop: Reply | None = None          # what stopped the run
+        self._busy = 0.0                         # seconds the worker spent running statements
+
+    async def start(self, call: CallStarted) -> None:
+        """Spawn the worker (its interpreter starts while the model decodes)."""
+        await self._ensure_worker()
+
+    async def _ensure_worker(self) -> Worker:
+        if self._worker is None:
+            self._worker = await Worker.spawn(self.limits)
+            self._runner = asyncio.ensure_future(self._run_queue(self._worker))
+        return self._worker
+
+    async def feed(self, event: FieldDone | TextChunk | ItemDone) -> None:
+        """Queue a complete statement; raise ``EarlyAbort`` once a statement failed (if asked)."""
+        if not isinstance(event, TextChunk) or event.path != (self.field,):
+            return
+        stop = self._stop
+        if self.abort_on_error and stop is not None and stop.status in _STOPS:
+            raise EarlyAbort(self._abort_message(stop))
+        self._pieces.append(event.text)
+        await self._ensure_worker()
+        self._queue.put_nowait(event.text)
+
+    def _abort_message(self, stop: Reply) -> str:
+        worker = self._worker
+        out = worker.output() if worker is not None else b""
+        return render(out, stop.text if stop.status == "killed" else "", self.limits.max_output)
+
+    async def _run_queue(self, worker: Worker) -> None:
+        lim = self.limits
+        while (src := await self._queue.get()) is not None:
+            if self._stop is not None:
+                continue                          # the run stopped; keep draining the queue
+            budget = lim.wall_s - self._busy
+            if lim.statement_s is not None and lim.statement_s < budget:
+                timeout, note = lim.statement_s, (
+                    f"[sandbox] stopped: a statement ran past its wall-clock limit of "
+                    f"{lim.statement_s:g} s\n")
+            else:
+                timeout, note = budget, (f"[sandbox] stopped: the program ran past its "
+                                         f"wall-clock limit of {lim.wall_s:g} s\n")
+            begin = worker.output_size()
+            t0 = asyncio.get_running_loop().time()
+            reply = await worker.run(src, whole=False, timeout=timeout, note=note)
+            self._busy += asyncio.get_running_loop().time() - t0
+            out = worker.output(begin).decode("utf-8", "replace")
+            if reply.status == "killed":
+                out += reply.text
+            self.statements.append(StatementResult(src, reply.status, out, reply.line,
+                                                   reply.started, reply.ended))
+            if reply.status != "ok":
+                self._stop = reply
+
+    async def finish(self, args: dict[str, Any]) -> str:
+        """Wait for the queued statements; return the result of the complete program."""
+        code = args.get(self.field)
+        if not isinstance(code, str):
+            raise TypeError(f"{self.field!r} must be a string, not {type(code).__name__}")
+        try:
+            if self._runner is not None:
+                self._queue.put_nowait(None)
+                await self._runner
+            worker = self._worker
+            if worker is None or not self.statements:      # nothing ran: run it all at once here
+                return await run_whole(await self._ensure_worker(), code)
+            stop = self._stop
+            if ("".join(self._pieces) != code or (stop is not None and stop.status == "syntax")
+                    or not await self._compiles_cleanly(worker, code)):
+                await self.cancel()
+                return await arun_python_code(code, limits=self.limits)
+            note = stop.text if stop is not None and stop.status == "killed" else ""
+            return render(worker.output(), note, self.limits.max_output)
+        finally:
+            await self.cancel()
+
+    async def _compiles_cleanly(self, worker: Worker, code: str) -> bool:
+        if worker.alive:
+            return await worker.check(code)
+        checker = await Worker.spawn(self.limits)      # the worker was stopped by a limit
+        try:
+            return await checker.check(code)
+        finally:
+            await checker.kill()
+
+    async def cancel(self) -> None:
+        """Kill the worker's process group, reap it and remove its folder. Idempotent."""
+        runner, worker = self._runner, self._worker
+        if runner is not None and not runner.done():
+            runner.cancel()
+            await asyncio.gather(runner, return_exceptions=True)
+        if worker is not None:
+            await worker.kill()
+
+
+def python_tool(name: str = "run_python", *, timeout: float | None = None,
+                abort_on_error: bool = False, limits: Limits | None = None,
+                scheduler: Scheduler | None = None) -> Callable[[str], str]:
+    """A ready ``run_python(code: str) -> str`` tool that runs statements as they are decoded.
+
+    ``timeout`` is the wall-clock limit of the whole program (``Limits.wall_s``);
+    ``abort_on_error`` stops decoding at the first failing statement. The function is decorated
+    with ``partial_tool(stream="code", unit="statement", execution=...)`` and registered with
+    ``scheduler`` (default: the process-wide one)::
+
+        >>> run = python_tool("py_demo", timeout=10)
+        >>> run("print('hi')")
+        'hi\\n'
+    """
+    lim = limits or Limits()
+    if timeout is not None:
+        lim = dataclasses.replace(lim, wall_s=timeout)
+
+    def run_python(code: str) -> str:
+        """Run Python code in a sandboxed subprocess and return what it printed (stdout and
+        stderr, then the traceback if it failed)."""
+        return run_python_code(code, limits=lim)
+
+    run_python.__name__ = run_python.__qualname__ = name
+    return cast(Callable[[str], str], partial_python(
+        run_python, limits=lim, abort_on_error=abort_on_error, scheduler=scheduler))
+
+
+def partial_python(tool: Any, *, field: str = "code", limits: Limits | None = None,
+                   abort_on_error: bool = False, scheduler: Scheduler | None = None) -> Any:
+    """Make ``tool`` (a function, LangChain or LlamaIndex tool taking the program in ``field``)
+    run its statements as they are decoded, with :class:`PythonExecution`. Same as
+    ``partial_tool(tool, stream=field, unit="statement", execution=lambda: PythonExecution())``::
+
+        lc_tool = partial_python(StructuredTool.from_function(run_python), abort_on_error=True)
+    """
+    def make() -> PythonExecution:
+        return PythonExecution(field=field, limits=limits, abort_on_error=abort_on_error)
+
+    return partial_tool(tool, stream=field, unit="statement", execution=make,
+                        scheduler=scheduler)
+
+
+def __getattr__(name: str) -> Any:
+    # ``run_python`` is made on first use, so importing this module registers nothing
+    if name == "run_python":
+        tool = globals()["run_python"] = python_tool()
+        return tool
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
