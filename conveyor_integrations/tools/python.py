@@ -183,7 +183,10 @@ class PythonExecution:
                 await self.cancel()
                 return await arun_python_code(code, limits=self.limits)
             note = stop.text if stop is not None and stop.status == "killed" else ""
-            return render(worker.output(), note, self.limits.max_output)
+            result = render(worker.output(), note, self.limits.max_output)
+            if self.abort_on_error and stop is not None and stop.status in _STOPS:
+                raise EarlyAbort(result)   # the model may still be writing: stop it now
+            return result
         finally:
             await self.cancel()
 

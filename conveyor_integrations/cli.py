@@ -1,0 +1,41 @@
+"""The ``conveyor`` command.
+
+::
+
+    conveyor demo [--model PATH] [--base-url URL] [--free]   # the main job (needs vLLM)
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+__all__ = ["main"]
+
+USAGE = """usage: conveyor COMMAND [options]
+
+commands:
+  demo    an agent on vLLM (in-process, bundled SmolLM2) whose program runs while it is written
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Dispatch ``conveyor <command>``."""
+    args = sys.argv[1:] if argv is None else argv
+    if not args or args[0] in ("-h", "--help"):
+        print(USAGE)
+        return 0
+    command, rest = args[0], args[1:]
+    if command == "demo":
+        # vLLM on CPU: one process starts faster than engine-core multiprocessing on 2 cores
+        os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+        os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
+        from .demo import main as demo
+
+        return demo(rest)
+    print(f"conveyor: unknown command {command!r}\n\n{USAGE}", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
