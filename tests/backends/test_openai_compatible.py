@@ -11,11 +11,18 @@ import pytest
 
 openai = pytest.importorskip("openai")
 
-from conveyor_integrations.backends.base import Backend, BackendError, ChatRequest  # noqa: E402
-from conveyor_integrations.backends.openai_compatible import OpenAICompatible  # noqa: E402
+from conveyor_integrations.backends.base import Backend, BackendError, ChatRequest
+from conveyor_integrations.backends.openai_compatible import OpenAICompatible
 
-TOOLS = [{"type": "function", "function": {"name": "search", "parameters": {
-    "type": "object", "properties": {"q": {"type": "string"}}}}}]
+TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "search",
+            "parameters": {"type": "object", "properties": {"q": {"type": "string"}}},
+        },
+    }
+]
 
 
 def _request(**kw: Any) -> ChatRequest:
@@ -39,29 +46,59 @@ async def test_streams_content_and_tool_call_deltas(scripted_sse: Any) -> None:
     def script(c: Any, req: dict[str, Any]) -> None:
         c.head()
         c.chunk({"role": "assistant", "content": "Let me look."})
-        c.chunk({"tool_calls": [{"index": 0, "id": "call_1", "type": "function",
-                                 "function": {"name": "search", "arguments": ""}}]})
+        c.chunk(
+            {
+                "tool_calls": [
+                    {
+                        "index": 0,
+                        "id": "call_1",
+                        "type": "function",
+                        "function": {"name": "search", "arguments": ""},
+                    }
+                ]
+            }
+        )
         c.chunk({"tool_calls": [{"index": 0, "function": {"arguments": '{"q": "pa'}}]})
-        c.chunk({"tool_calls": [{"index": 0, "function": {"arguments": 'ris"}'}}]}, finish="tool_calls")
+        c.chunk(
+            {"tool_calls": [{"index": 0, "function": {"arguments": 'ris"}'}}]}, finish="tool_calls"
+        )
         c.chunk(None, usage={"prompt_tokens": 7, "completion_tokens": 5})
         c.done()
 
     srv = scripted_sse(script)
     backend = OpenAICompatible(srv.base_url, model="m", max_retries=0)
-    req = _request(tools=TOOLS, tool_choice="auto",
-                   sampling={"temperature": 0.0, "max_tokens": 9, "top_k": 3, "seed": 1})
+    req = _request(
+        tools=TOOLS,
+        tool_choice="auto",
+        sampling={"temperature": 0.0, "max_tokens": 9, "top_k": 3, "seed": 1},
+    )
     out = await _collect(backend, req)
     assert out[0] == {"content": "Let me look."}
-    assert out[1] == {"tool_calls": [{"index": 0, "id": "call_1", "type": "function",
-                                      "function": {"name": "search", "arguments": ""}}]}
+    assert out[1] == {
+        "tool_calls": [
+            {
+                "index": 0,
+                "id": "call_1",
+                "type": "function",
+                "function": {"name": "search", "arguments": ""},
+            }
+        ]
+    }
     args = "".join(d["tool_calls"][0]["function"]["arguments"] for d in out[1:4])
     assert args == '{"q": "paris"}'
-    assert out[-1] == {"finish_reason": "tool_calls",
-                       "usage": {"prompt_tokens": 7, "completion_tokens": 5, "total_tokens": 12}}
+    assert out[-1] == {
+        "finish_reason": "tool_calls",
+        "usage": {"prompt_tokens": 7, "completion_tokens": 5, "total_tokens": 12},
+    }
     sent = srv.requests[0]
     assert sent["stream"] is True and sent["stream_options"] == {"include_usage": True}
     assert sent["tools"] == TOOLS and sent["tool_choice"] == "auto"
-    assert (sent["model"], sent["temperature"], sent["max_tokens"], sent["seed"]) == ("m", 0.0, 9, 1)
+    assert (sent["model"], sent["temperature"], sent["max_tokens"], sent["seed"]) == (
+        "m",
+        0.0,
+        9,
+        1,
+    )
     assert sent["top_k"] == 3  # not an OpenAI parameter: sent through extra_body
 
 
@@ -73,10 +110,17 @@ async def test_structured_outputs_go_in_the_body(scripted_sse: Any) -> None:
 
     srv = scripted_sse(script)
     backend = OpenAICompatible(srv.base_url, model="m", max_retries=0)
-    out = await _collect(backend, _request(sampling={"structured_outputs": {"choice": ["yes", "no"]}}))
+    out = await _collect(
+        backend,
+        _request(
+            tool_choice="required",  # dropped: no tools
+            sampling={"structured_outputs": {"choice": ["yes", "no"]}, "stream": False},
+        ),
+    )
     assert out == [{"content": "yes"}, {"finish_reason": "stop"}]
     assert srv.requests[0]["structured_outputs"] == {"choice": ["yes", "no"]}
     assert "tools" not in srv.requests[0] and "tool_choice" not in srv.requests[0]
+    assert srv.requests[0]["stream"] is True
 
 
 async def test_connection_refused_is_a_backend_error(unused_port: int) -> None:

@@ -16,14 +16,30 @@ from conveyor_integrations.backends.base import Backend, BackendError, ChatReque
 pytestmark = pytest.mark.vllm
 
 TOOLS = [
-    {"type": "function", "function": {
-        "name": "get_weather", "description": "Current weather of a city",
-        "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
-                       "required": ["city"]}}},
-    {"type": "function", "function": {
-        "name": "run_python", "description": "Run Python code",
-        "parameters": {"type": "object", "properties": {"code": {"type": "string"}},
-                       "required": ["code"]}}},
+    {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "description": "Current weather of a city",
+            "parameters": {
+                "type": "object",
+                "properties": {"city": {"type": "string"}},
+                "required": ["city"],
+            },
+        },
+    },
+    {
+        "type": "function",
+        "function": {
+            "name": "run_python",
+            "description": "Run Python code",
+            "parameters": {
+                "type": "object",
+                "properties": {"code": {"type": "string"}},
+                "required": ["code"],
+            },
+        },
+    },
 ]
 LONG = {"max_tokens": 300, "ignore_eos": True, "temperature": 0.0}
 
@@ -59,7 +75,7 @@ async def test_streams_text_then_a_final_dict(vllm_engine: Any) -> None:
 
 async def test_same_seed_same_text_and_prefix_cache(vllm_engine: Any) -> None:
     sampling = {"max_tokens": 12, "temperature": 1.0, "seed": 7}
-    system = {"role": "system", "content": "You answer briefly. " * 60}  # > 2 KV blocks of 128
+    system = {"role": "system", "content": "You answer briefly. " * 100}  # > 3 KV blocks of 128
 
     def req(question: str) -> ChatRequest:
         return ChatRequest([system, {"role": "user", "content": question}], sampling=sampling)
@@ -73,9 +89,12 @@ async def test_same_seed_same_text_and_prefix_cache(vllm_engine: Any) -> None:
 
 async def test_forced_tool_call_is_read_by_the_hermes_parser(vllm_engine: Any) -> None:
     parsing = pytest.importorskip("conveyor_integrations.parsing")
-    req = _user("What's the weather like in Paris today?", tools=TOOLS,
-                tool_choice={"type": "function", "function": {"name": "get_weather"}},
-                sampling={"max_tokens": 64, "temperature": 0.0})
+    req = _user(
+        "What's the weather like in Paris today?",
+        tools=TOOLS,
+        tool_choice={"type": "function", "function": {"name": "get_weather"}},
+        sampling={"max_tokens": 64, "temperature": 0.0},
+    )
     parser = parsing.get_parser("hermes", tools=["get_weather", "run_python"], id_prefix="t")
     events: list[Any] = []
     text = ""
@@ -93,17 +112,23 @@ async def test_forced_tool_call_is_read_by_the_hermes_parser(vllm_engine: Any) -
 
 
 async def test_required_tool_choice_picks_one_of_the_tools(vllm_engine: Any) -> None:
-    req = _user("Print hello world with Python.", tools=TOOLS, tool_choice="required",
-                sampling={"max_tokens": 80, "temperature": 0.0})
+    req = _user(
+        "Print hello world with Python.",
+        tools=TOOLS,
+        tool_choice="required",
+        sampling={"max_tokens": 80, "temperature": 0.0},
+    )
     text = "".join([d async for d in vllm_engine.stream(req) if isinstance(d, str)])
     assert text.startswith('<tool_call>\n{"name": "'), text
     assert text.endswith("}\n</tool_call>"), text
 
 
 async def test_structured_outputs_passthrough_forces_exact_text(vllm_engine: Any) -> None:
-    transcript = 'Sure.\n<tool_call>\n{"name": "run_python", "arguments": {"code": "print(1)"}}\n</tool_call>'
-    req = _user("Anything.", sampling={"structured_outputs": {"choice": [transcript]},
-                                       "max_tokens": 200})
+    call = '{"name": "run_python", "arguments": {"code": "print(1)"}}'
+    transcript = f"Sure.\n<tool_call>\n{call}\n</tool_call>"
+    req = _user(
+        "Anything.", sampling={"structured_outputs": {"choice": [transcript]}, "max_tokens": 200}
+    )
     out = [d async for d in vllm_engine.stream(req)]
     assert "".join(d for d in out if isinstance(d, str)) == transcript
     assert out[-1]["finish_reason"] == "stop"
@@ -145,15 +170,26 @@ async def test_cancelled_consumer_leaves_no_request_running(vllm_engine: Any) ->
 async def test_tool_history_and_bad_requests(vllm_engine: Any) -> None:
     history = [
         {"role": "user", "content": "Weather in Paris?"},
-        {"role": "assistant", "content": None, "tool_calls": [{"id": "c1", "type": "function",
-         "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}]},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": "c1",
+                    "type": "function",
+                    "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
+                }
+            ],
+        },
         {"role": "tool", "tool_call_id": "c1", "content": "sunny, 21 C"},
     ]
     req = ChatRequest(history, tools=TOOLS, sampling={"max_tokens": 8, "temperature": 0.0})
     out = [d async for d in vllm_engine.stream(req)]
     assert out[-1]["usage"]["completion_tokens"] > 0
     with pytest.raises(BackendError, match="not among the tools"):
-        bad = _user("x", tools=TOOLS, tool_choice={"type": "function", "function": {"name": "nope"}})
+        bad = _user(
+            "x", tools=TOOLS, tool_choice={"type": "function", "function": {"name": "nope"}}
+        )
         [d async for d in vllm_engine.stream(bad)]
     with pytest.raises(BackendError):
         [d async for d in vllm_engine.stream(_user("x", sampling={"no_such_param": 1}))]

