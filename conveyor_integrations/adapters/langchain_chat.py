@@ -106,10 +106,11 @@ class ChatConveyor(BaseChatModel):
 
     # -- tools ---------------------------------------------------------------------------------
     def bind_tools(self, tools: Sequence[Any], *, tool_choice: str | dict[str, Any] | bool | None
-                   = None, **kwargs: Any) -> Any:
-        """Bind tools (kept as objects) and an optional ``tool_choice`` ("auto", "required",
-        "none", "any", a tool name, or True meaning the single tool)."""
-        schemas = [convert_to_openai_tool(t) for t in tools]
+                   = None, strict: bool | None = None, **kwargs: Any) -> Any:
+        """Bind tools and an optional ``tool_choice`` ("auto", "required", "none", "any", a tool
+        name, or True meaning the single tool). ``strict=True`` marks the schemas strict (vLLM's
+        server constrains a forced call's arguments only for strict tools)."""
+        schemas = [convert_to_openai_tool(t, strict=strict) for t in tools]
         names = [s["function"]["name"] for s in schemas]
         if tool_choice is True:
             tool_choice = names[0] if len(names) == 1 else "required"
@@ -140,7 +141,7 @@ class ChatConveyor(BaseChatModel):
         sched = self.sched
         parser = get_parser(self._format(), tools=names or None,
                             streams=sched.parser_streams(names))
-        session = sched.session(request.request_id, tools=names,
+        session = sched.session(request.request_id, tools=names or None,
                                 approval_required=self.approval_required)
 
         async def chunks() -> AsyncIterator[ChatGenerationChunk]:
