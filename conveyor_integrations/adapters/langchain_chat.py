@@ -153,7 +153,8 @@ class ChatConveyor(BaseChatModel):
                 if chunk is not None:
                     yield chunk
             sink(collector.result())
-            yield ChatGenerationChunk(message=_final_chunk(collector.result(), self._format()))
+            yield ChatGenerationChunk(message=_final_chunk(collector.result(), self._format(),
+                                                                  self.model_name))
 
         return chunks
 
@@ -185,7 +186,7 @@ class ChatConveyor(BaseChatModel):
                                                          box.append)):
             if run_manager and chunk.text:
                 run_manager.on_llm_new_token(chunk.text, chunk=chunk)
-        return ChatResult(generations=[ChatGeneration(message=_message(box[0], self._format()))])
+        return ChatResult(generations=[ChatGeneration(message=_message(box[0], self._format(), self.model_name))])
 
     async def _agenerate(self, messages: list[BaseMessage], stop: list[str] | None = None,
                          run_manager: AsyncCallbackManagerForLLMRun | None = None, **kwargs: Any
@@ -195,7 +196,7 @@ class ChatConveyor(BaseChatModel):
                 self._request(messages, stop, kwargs), box.append)):
             if run_manager and chunk.text:
                 await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
-        return ChatResult(generations=[ChatGeneration(message=_message(box[0], self._format()))])
+        return ChatResult(generations=[ChatGeneration(message=_message(box[0], self._format(), self.model_name))])
 
 
 def _chunk(events: list[Event]) -> ChatGenerationChunk | None:
@@ -245,17 +246,18 @@ def _tool_calls(result: TurnResult) -> list[Any]:
     return calls
 
 
-def _message(result: TurnResult, tool_format: str) -> AIMessage:
+def _message(result: TurnResult, tool_format: str, self_name: str) -> AIMessage:
     return AIMessage(
         content=result.text, tool_calls=_tool_calls(result),
         invalid_tool_calls=[invalid_tool_call(name=m.name, args=None, id=m.id, error=m.reason)
                             for m in result.malformed],
         usage_metadata=_usage(result),
         response_metadata={"finish_reason": result.finish_reason, "model_provider": "conveyor",
+                           "model_name": self_name,
                            "conveyor": _metadata(result, tool_format)})
 
 
-def _final_chunk(result: TurnResult, tool_format: str) -> AIMessageChunk:
+def _final_chunk(result: TurnResult, tool_format: str, self_name: str) -> AIMessageChunk:
     """The last streamed chunk: usage and metadata (and an aborted call's partial arguments)."""
     extra = []
     if result.aborted_call is not None and not result.aborted_call_complete:
@@ -265,4 +267,5 @@ def _final_chunk(result: TurnResult, tool_format: str) -> AIMessageChunk:
         content="", tool_call_chunks=extra, chunk_position="last",
         usage_metadata=_usage(result),  # type: ignore[arg-type]
         response_metadata={"finish_reason": result.finish_reason, "model_provider": "conveyor",
+                           "model_name": self_name,
                            "conveyor": _metadata(result, tool_format)})
