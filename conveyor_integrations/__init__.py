@@ -12,13 +12,20 @@ See ``DESIGN.md`` for the architecture; the framework adapters live in
 ``conveyor_integrations.adapters`` and the token sources in ``conveyor_integrations.backends``.
 """
 
-from .errors import (AlreadyClaimed, ClaimError, ConveyorError, EarlyAbort, RequestCancelled,
-                     ResultDropped, ToolTimeout)
+from .errors import (
+                     AlreadyClaimed,
+                     ClaimError,
+                     ConveyorError,
+                     EarlyAbort,
+                     RequestCancelled,
+                     ResultDropped,
+                     ToolTimeout,
+)
 from .partial import PartialExecution, ToolSpec, partial_tool
 from .scheduler import Scheduler, default_scheduler, set_default_scheduler
 from .session import RequestSession
 from .timings import CallTiming
-from .turn import TurnResult, stream_turn, run_turn
+from .turn import TurnResult, run_turn, stream_turn
 
 __all__ = [
     "AlreadyClaimed",

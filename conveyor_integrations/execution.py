@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import logging
 import time
 from collections import deque
 from typing import TYPE_CHECKING, Any
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Execution"]
 
-_CLOSE = object()
+_log = logging.getLogger("conveyor_integrations")
 
 
 class Execution:
@@ -140,7 +141,8 @@ class Execution:
         try:
             await asyncio.shield(self.impl.cancel())
         except Exception:  # noqa: BLE001 - cancel errors must not hide the original outcome
-            pass
+            _log.warning("cancel() of the execution of %r (%s) raised", self.call_id, self.name,
+                         exc_info=True)
 
     def _expire(self) -> None:
         if self.sched._discard(self):

@@ -177,8 +177,9 @@ def partial_tool(
     With no strategy keyword the tool runs as soon as its call has begun (``start_on=[]``): useful
     for tools without arguments. ``side_effects=True`` tools run only on the complete call.
     """
-    kwargs = dict(start_on=start_on, stream=stream, unit=unit, items=items, execution=execution,
-                  side_effects=side_effects, timeout=timeout)
+    kwargs: dict[str, Any] = {"start_on": start_on, "stream": stream, "unit": unit,
+                              "items": items, "execution": execution,
+                              "side_effects": side_effects, "timeout": timeout}
 
     def wrap(obj: Any) -> Any:
         from .scheduler import default_scheduler

@@ -22,6 +22,7 @@ import asyncio
 import atexit
 import concurrent.futures
 import json
+import logging
 import threading
 from collections import OrderedDict, deque
 from collections.abc import Collection, Coroutine, Iterable
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
 __all__ = ["Scheduler", "canonical_args", "default_scheduler", "set_default_scheduler"]
 
 T = TypeVar("T")
+_log = logging.getLogger("conveyor_integrations")
 _CLAIMED_MEMORY = 65536
 
 
@@ -302,7 +304,7 @@ class Scheduler:
             try:
                 fut.result(timeout=15)
             except Exception:  # noqa: BLE001 - shutting down; the loop stops next
-                pass
+                _log.warning("scheduler shutdown did not finish cleanly", exc_info=True)
             loop.call_soon_threadsafe(loop.stop)
             thread.join(timeout=10)
             loop.close()
@@ -360,8 +362,11 @@ def default_scheduler() -> Scheduler:
     return _default
 
 
-def set_default_scheduler(scheduler: Scheduler) -> Scheduler | None:
-    """Replace the process-wide scheduler (tests use this); returns the previous one."""
+def set_default_scheduler(scheduler: Scheduler | None) -> Scheduler | None:
+    """Replace the process-wide scheduler (tests use this); returns the previous one.
+
+    ``None`` forgets it: the next :func:`default_scheduler` call makes a fresh one.
+    """
     global _default
     with _default_lock:
         previous, _default = _default, scheduler

@@ -29,8 +29,17 @@ from collections.abc import Collection, Iterable
 from typing import TYPE_CHECKING, Any
 
 from .errors import EarlyAbort, RequestCancelled
-from .events import (CallDone, CallEvent, CallMalformed, CallStarted, Event, FieldDone, ItemDone,
-                     StreamDone, TextChunk)
+from .events import (
+    CallDone,
+    CallEvent,
+    CallMalformed,
+    CallStarted,
+    Event,
+    FieldDone,
+    ItemDone,
+    StreamDone,
+    TextChunk,
+)
 from .execution import Execution
 from .timings import CallTiming
 

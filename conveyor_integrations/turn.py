@@ -22,6 +22,7 @@ parser is always closed, so no call is left half-open. Example::
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -80,6 +81,24 @@ class TurnResult:
     finish_reason: str | None = None
     usage: dict[str, int] = field(default_factory=dict)
     deltas: int = 0
+
+    def metadata(self, tool_format: str) -> dict[str, Any]:
+        """Per-call timings (seconds since the request began) and the early abort, as the
+        adapters report them (``response_metadata["conveyor"]``, ``additional_kwargs``)."""
+        s = self.session
+        end = s.decode_end or time.perf_counter()
+        abort = None
+        if self.abort is not None:
+            abort = {"reason": self.abort.reason, "call_id": s.abort_call_id}
+        calls = s.timings_dict()
+        return {"request_id": s.request_id, "tool_format": tool_format,
+                "decode_s": round(end - s.started, 6), "calls": calls,
+                "saved_s": round(sum(c["saved_s"] for c in calls), 6), "abort": abort}
+
+    def token_counts(self) -> tuple[int, int]:
+        """``(prompt_tokens, completion_tokens)``; deltas stand in for tokens without usage."""
+        return (int(self.usage.get("prompt_tokens", 0)),
+                int(self.usage.get("completion_tokens", self.deltas)))
 
 
 class TurnCollector:

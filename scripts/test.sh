@@ -3,5 +3,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+.venv/bin/python -m ruff check conveyor_integrations tests scripts examples
 .venv/bin/python -m mypy
 .venv/bin/python -m pytest -q -p no:cacheprovider "$@"

@@ -18,8 +18,7 @@ def sched() -> Iterator[Scheduler]:
     before = {t.ident for t in threading.enumerate()}
     yield s
     s.close()
-    if previous is not None:
-        set_default_scheduler(previous)
+    set_default_scheduler(previous)   # None: the next default_scheduler() makes a fresh one
     for t in threading.enumerate():
         if t.ident not in before and t.name.startswith("conveyor"):
             t.join(timeout=5)
@@ -29,4 +28,4 @@ def sched() -> Iterator[Scheduler]:
 
 
 # the session-wide vLLM engine, server and fault-server fixtures, visible to every test folder
-from tests.vllm_fixtures import *  # noqa: E402,F401,F403
+from tests.vllm_fixtures import *

@@ -19,6 +19,8 @@ stream and so aborts the request. Example::
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import logging
 import queue
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, TypeVar
@@ -28,6 +30,7 @@ from ..scheduler import Scheduler
 __all__ = ["iterate_async", "iterate_sync"]
 
 T = TypeVar("T")
+_log = logging.getLogger("conveyor_integrations")
 _ITEM, _ERROR, _END = 0, 1, 2
 
 
@@ -39,7 +42,7 @@ def iterate_sync(sched: Scheduler, make: Callable[[], AsyncIterator[T]]) -> Iter
         try:
             async for item in make():
                 q.put((_ITEM, item))
-        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+        except BaseException as exc:
             q.put((_ERROR, exc))
             if isinstance(exc, asyncio.CancelledError):
                 raise
@@ -61,8 +64,10 @@ def iterate_sync(sched: Scheduler, make: Callable[[], AsyncIterator[T]]) -> Iter
             fut.cancel()
             try:
                 fut.result(timeout=30)
-            except BaseException:  # noqa: BLE001 - it was cancelled on purpose
-                pass
+            except concurrent.futures.CancelledError:
+                pass  # cancelled on purpose: the consumer stopped early
+            except Exception as exc:  # noqa: BLE001 - the consumer's own exit comes first
+                _log.debug("stream producer ended with %r after the consumer left", exc)
 
 
 async def iterate_async(sched: Scheduler, make: Callable[[], AsyncIterator[T]]) -> AsyncIterator[T]:
@@ -77,7 +82,7 @@ async def iterate_async(sched: Scheduler, make: Callable[[], AsyncIterator[T]]) 
         try:
             async for item in make():
                 put(_ITEM, item)
-        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+        except BaseException as exc:
             put(_ERROR, exc)
             if isinstance(exc, asyncio.CancelledError):
                 raise

@@ -16,14 +16,17 @@ The final ``AIMessage`` is built once from the parser's events, not by adding ch
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Any
 
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.language_models.chat_models import BaseChatModel
-from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
-from langchain_core.messages import convert_to_openai_messages
+from langchain_core.messages import (
+    AIMessage,
+    AIMessageChunk,
+    BaseMessage,
+    convert_to_openai_messages,
+)
 from langchain_core.messages.tool import invalid_tool_call, tool_call, tool_call_chunk
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.utils.function_calling import convert_to_openai_tool
@@ -220,21 +223,8 @@ def _chunk(events: list[Event]) -> ChatGenerationChunk | None:
                                                       tool_call_chunks=list(calls.values())))
 
 
-def _metadata(result: TurnResult, tool_format: str) -> dict[str, Any]:
-    s = result.session
-    end = s.decode_end or time.perf_counter()
-    abort = None
-    if result.abort is not None:
-        abort = {"reason": result.abort.reason, "call_id": s.abort_call_id}
-    calls = s.timings_dict()
-    return {"request_id": s.request_id, "tool_format": tool_format,
-            "decode_s": round(end - s.started, 6), "calls": calls,
-            "saved_s": round(sum(c["saved_s"] for c in calls), 6), "abort": abort}
-
-
 def _usage(result: TurnResult) -> dict[str, int]:
-    inp = int(result.usage.get("prompt_tokens", 0))
-    out = int(result.usage.get("completion_tokens", result.deltas))
+    inp, out = result.token_counts()
     return {"input_tokens": inp, "output_tokens": out, "total_tokens": inp + out}
 
 
@@ -254,7 +244,7 @@ def _message(result: TurnResult, tool_format: str, self_name: str) -> AIMessage:
         usage_metadata=_usage(result),
         response_metadata={"finish_reason": result.finish_reason, "model_provider": "conveyor",
                            "model_name": self_name,
-                           "conveyor": _metadata(result, tool_format)})
+                           "conveyor": result.metadata(tool_format)})
 
 
 def _final_chunk(result: TurnResult, tool_format: str, self_name: str) -> AIMessageChunk:
@@ -268,4 +258,4 @@ def _final_chunk(result: TurnResult, tool_format: str, self_name: str) -> AIMess
         usage_metadata=_usage(result),  # type: ignore[arg-type]
         response_metadata={"finish_reason": result.finish_reason, "model_provider": "conveyor",
                            "model_name": self_name,
-                           "conveyor": _metadata(result, tool_format)})
+                           "conveyor": result.metadata(tool_format)})

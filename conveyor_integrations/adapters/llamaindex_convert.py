@@ -20,7 +20,6 @@ Example::
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -66,15 +65,7 @@ class ConveyorTurnEndEvent(BaseEvent):
 
 def conveyor_metadata(result: TurnResult, tool_format: str) -> dict[str, Any]:
     """Per-call timings and the early abort of a turn (as ``ChatConveyor`` reports them)."""
-    s = result.session
-    end = s.decode_end or time.perf_counter()
-    abort = None
-    if result.abort is not None:
-        abort = {"reason": result.abort.reason, "call_id": s.abort_call_id}
-    calls = s.timings_dict()
-    return {"request_id": s.request_id, "tool_format": tool_format,
-            "decode_s": round(end - s.started, 6), "calls": calls,
-            "saved_s": round(sum(c["saved_s"] for c in calls), 6), "abort": abort}
+    return result.metadata(tool_format)
 
 
 # -- messages in -------------------------------------------------------------------------------
@@ -152,8 +143,7 @@ class ResponseBuilder:
         if result.aborted_call is not None:
             calls.append(result.aborted_call)
         meta = conveyor_metadata(result, self.tool_format)
-        prompt = int(result.usage.get("prompt_tokens", 0))
-        completion = int(result.usage.get("completion_tokens", result.deltas))
+        prompt, completion = result.token_counts()
         usage = {"prompt_tokens": prompt, "completion_tokens": completion,
                  "total_tokens": prompt + completion}
         raw = {"finish_reason": result.finish_reason, "usage": usage, "conveyor": meta,

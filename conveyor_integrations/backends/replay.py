@@ -135,10 +135,10 @@ class Replay:
                 await asyncio.sleep(0)
             else:
                 wait = t0 + (k + 1) / rate - time.perf_counter()
-                await asyncio.sleep(wait if wait > 0 else 0)
+                await asyncio.sleep(max(0, wait))
             self.emitted[slot] += 1
             yield delta
 
     async def aclose(self) -> None:
         """Nothing to release."""
-        return None
+        return

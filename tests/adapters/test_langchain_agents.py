@@ -8,16 +8,18 @@ from typing import Any
 import pytest
 
 pytest.importorskip("langchain")
-from langchain.agents import create_agent  # noqa: E402
-from langchain_core.messages import AIMessage, HumanMessage, ToolMessage  # noqa: E402
-from langchain_core.tools import tool  # noqa: E402
-from langgraph.graph import END, START, MessagesState, StateGraph  # noqa: E402
-from langgraph.prebuilt import ToolNode, tools_condition  # noqa: E402
+import itertools
 
-from conveyor_integrations import partial_tool  # noqa: E402
-from conveyor_integrations.adapters.langchain import ChatConveyor  # noqa: E402
-from conveyor_integrations.backends import Replay  # noqa: E402
-from conveyor_integrations.scheduler import Scheduler  # noqa: E402
+from langchain.agents import create_agent
+from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
+from langchain_core.tools import tool
+from langgraph.graph import START, MessagesState, StateGraph
+from langgraph.prebuilt import ToolNode, tools_condition
+
+from conveyor_integrations import partial_tool
+from conveyor_integrations.adapters.langchain import ChatConveyor
+from conveyor_integrations.backends import Replay
+from conveyor_integrations.scheduler import Scheduler
 
 CALL = ('Let me look that up.\n<tool_call>{"name": "web_search", "arguments": '
         '{"query": "weather in Paris", "k": 3}}</tool_call>')
@@ -96,7 +98,7 @@ def test_parallel_calls_each_start_when_their_own_arguments_are_final(sched: Sch
     msg = ChatConveyor(backend=Replay(text, tokens_per_s=100)).bind_tools([search]).invoke("go")
     calls = msg.response_metadata["conveyor"]["calls"]
     assert [c["name"] for c in calls] == ["web_search"] * 3
-    for c, nxt in zip(calls, calls[1:]):
+    for c, nxt in itertools.pairwise(calls):
         assert c["tool_start"] < nxt["seen"]        # started before the next call was even seen
     results = [search.invoke({"type": "tool_call", "id": c["id"], "name": c["name"],
                               "args": c["args"]}) for c in msg.tool_calls]

@@ -8,15 +8,15 @@ from typing import Any
 import pytest
 
 pytest.importorskip("langchain_openai")
-from langchain.agents import create_agent  # noqa: E402
-from langchain_core.messages import HumanMessage, ToolMessage  # noqa: E402
-from langchain_core.tools import tool  # noqa: E402
-from langchain_openai import ChatOpenAI  # noqa: E402
+from langchain.agents import create_agent
+from langchain_core.messages import HumanMessage, ToolMessage
+from langchain_core.tools import tool
+from langchain_openai import ChatOpenAI
 
-from conveyor_integrations import partial_tool  # noqa: E402
-from conveyor_integrations.adapters.langchain import ConveyorCallbackHandler  # noqa: E402
-from conveyor_integrations.scheduler import Scheduler  # noqa: E402
-from tests.fake_openai_server import FakeOpenAIServer, tool_call_deltas  # noqa: E402
+from conveyor_integrations import partial_tool
+from conveyor_integrations.adapters.langchain import ConveyorCallbackHandler
+from conveyor_integrations.scheduler import Scheduler
+from tests.fake_openai_server import FakeOpenAIServer, tool_call_deltas
 
 ARGS = {"query": "weather in Paris", "k": 3}
 

@@ -8,18 +8,18 @@ from typing import Any
 import pytest
 
 pytest.importorskip("langchain")
-from langchain.agents import create_agent  # noqa: E402
-from langchain.agents.middleware import HumanInTheLoopMiddleware  # noqa: E402
-from langchain_core.messages import HumanMessage, ToolMessage  # noqa: E402
-from langchain_core.tools import tool  # noqa: E402
-from langgraph.checkpoint.memory import InMemorySaver  # noqa: E402
-from langgraph.types import Command  # noqa: E402
+from langchain.agents import create_agent
+from langchain.agents.middleware import HumanInTheLoopMiddleware
+from langchain_core.messages import HumanMessage, ToolMessage
+from langchain_core.tools import tool
+from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.types import Command
 
-from conveyor_integrations import EarlyAbort, partial_tool  # noqa: E402
-from conveyor_integrations.adapters.langchain import ChatConveyor  # noqa: E402
-from conveyor_integrations.backends import Replay  # noqa: E402
-from conveyor_integrations.events import FieldDone  # noqa: E402
-from conveyor_integrations.scheduler import Scheduler  # noqa: E402
+from conveyor_integrations import EarlyAbort, partial_tool
+from conveyor_integrations.adapters.langchain import ChatConveyor
+from conveyor_integrations.backends import Replay
+from conveyor_integrations.events import FieldDone
+from conveyor_integrations.scheduler import Scheduler
 
 BIO = "a very long biography that the model would keep writing " * 10
 BAD = ('<tool_call>{"name": "save_person", "arguments": {"name": "Ann", "age": -3, '

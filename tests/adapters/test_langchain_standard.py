@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 
 pytest.importorskip("langchain_tests")
-from langchain_tests.unit_tests import ChatModelUnitTests  # noqa: E402
+from langchain_tests.unit_tests import ChatModelUnitTests
 
-from conveyor_integrations.adapters.langchain import ChatConveyor  # noqa: E402
-from conveyor_integrations.backends import Replay  # noqa: E402
+from conveyor_integrations.adapters.langchain import ChatConveyor
+from conveyor_integrations.backends import Replay
 
 
 class TestChatConveyorUnit(ChatModelUnitTests):

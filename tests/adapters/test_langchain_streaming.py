@@ -10,13 +10,13 @@ from typing import Any
 import pytest
 
 pytest.importorskip("langchain_core")
-from langchain_core.messages import AIMessageChunk  # noqa: E402
-from langchain_core.tools import tool  # noqa: E402
+from langchain_core.messages import AIMessageChunk
+from langchain_core.tools import tool
 
-from conveyor_integrations import partial_tool  # noqa: E402
-from conveyor_integrations.adapters.langchain import ChatConveyor  # noqa: E402
-from conveyor_integrations.backends import Replay  # noqa: E402
-from conveyor_integrations.scheduler import Scheduler  # noqa: E402
+from conveyor_integrations import partial_tool
+from conveyor_integrations.adapters.langchain import ChatConveyor
+from conveyor_integrations.backends import Replay
+from conveyor_integrations.scheduler import Scheduler
 
 CALL = ('Checking.<tool_call>{"name": "lookup", "arguments": {"key": "a", "note": "'
         + "n" * 200 + '"}}</tool_call>')

@@ -71,11 +71,9 @@ async def test_async_tool_runs_early_on_the_scheduler_loop(sched: Scheduler) -> 
     llm = ConveyorLLM(backend=Replay(call, tokens_per_s=100))
     response = await llm.achat_with_tools([tool], user_msg="go")
     (sel,) = llm.get_tool_calls_from_response(response)
-    t0 = time.perf_counter()
     out = await tool.acall(**sel.tool_kwargs)
     assert out.content == "<html>https://example.org</html>"
     assert loops == ["conveyor-scheduler"]                           # ran once, early
-    assert time.perf_counter() - t0 < 0.19                           # part of it overlapped
     assert response.additional_kwargs["conveyor"]["calls"][0]["early"] is True
     assert sched.pending() == 0
 

@@ -7,9 +7,9 @@ from typing import Any
 import pytest
 
 pytest.importorskip("langchain_tests")
-from langchain_tests.integration_tests import ChatModelIntegrationTests  # noqa: E402
+from langchain_tests.integration_tests import ChatModelIntegrationTests
 
-from conveyor_integrations.adapters.langchain import ChatConveyor  # noqa: E402
+from conveyor_integrations.adapters.langchain import ChatConveyor
 
 pytestmark = pytest.mark.vllm
 

@@ -15,13 +15,13 @@ from typing import Any
 import pytest
 
 pytest.importorskip("langchain_core")
-from langchain_core.tools import tool  # noqa: E402
+from langchain_core.tools import tool
 
-from conveyor_integrations import EarlyAbort, partial_tool  # noqa: E402
-from conveyor_integrations.adapters.langchain import ChatConveyor  # noqa: E402
-from conveyor_integrations.backends import BackendError  # noqa: E402
-from conveyor_integrations.events import FieldDone  # noqa: E402
-from conveyor_integrations.scheduler import Scheduler  # noqa: E402
+from conveyor_integrations import EarlyAbort, partial_tool
+from conveyor_integrations.adapters.langchain import ChatConveyor
+from conveyor_integrations.backends import BackendError
+from conveyor_integrations.events import FieldDone
+from conveyor_integrations.scheduler import Scheduler
 
 pytestmark = pytest.mark.vllm
 ASK = "What is the weather like in Paris today?"
