@@ -26,7 +26,7 @@ from .partial import partial_tool
 from .scheduler import Scheduler
 from .turn import TurnCollector, stream_turn
 
-__all__ = ["PROGRAM", "main", "run_demo"]
+__all__ = ["PROGRAM", "REPLY", "main", "parse_args", "run_demo"]
 
 PROGRAM = '''import time
 import numpy as np
@@ -71,15 +71,16 @@ def _sampling(args: argparse.Namespace, backend: Backend) -> dict[str, Any]:
     return sampling
 
 
-async def run_demo(args: argparse.Namespace) -> dict[str, float]:
-    """Run the demo; returns its figures (seconds)."""
+async def run_demo(args: argparse.Namespace, backend: Backend | None = None) -> dict[str, float]:
+    """Run the demo; returns its figures (seconds). ``backend`` overrides the one ``args`` name
+    (tests pass a ``Replay`` of the recorded reply)."""
     from rich.console import Console
     from rich.markup import escape
 
     from .tools.python import PythonExecution, run_python_code
 
     con = Console(highlight=False, soft_wrap=True)
-    backend = _backend(args)
+    backend = backend if backend is not None else _backend(args)
     con.print("[bold]conveyor demo[/]: tool partial execution on "
               + (f"the server at {args.base_url}" if args.base_url else
                  f"in-process vLLM ({args.model or 'bundled SmolLM2-135M-Instruct'})"))
@@ -132,6 +133,10 @@ async def run_demo(args: argparse.Namespace) -> dict[str, float]:
     con.print(f"[bold green]saved {sequential - ready:.2f} s "
               f"({100 * (sequential - ready) / sequential:.0f} %)[/]")
     figures["sequential_s"] = sequential
+    figures["statements"] = float(len(runs[0].statements) if runs else 0)
+    figures["early_statements"] = float(sum(
+        1 for st in (runs[0].statements if runs else [])
+        if st.started < figures["decode_end_at"]))
     return figures
 
 
@@ -162,8 +167,9 @@ async def _code_turn(con: Any, backend: Backend, sched: Scheduler,
 
     async for delta, events in stream_turn(backend, request, parser=parser, session=session):
         collector.add(delta, events)
-        if isinstance(delta, str):
-            line += delta
+        piece = delta if isinstance(delta, str) else (delta or {}).get("content") or ""
+        if piece:
+            line += piece
             while "\n" in line:
                 head, line = line.split("\n", 1)
                 con.print(f"{time.perf_counter() - t0:6.2f} s  model │ {escape(head)}")
@@ -193,7 +199,7 @@ async def _code_turn(con: Any, backend: Backend, sched: Scheduler,
                  {"role": "user", "content": f"The program printed:\n{output}\n"
                                              "Answer my question in one sentence."}]
     return {"decode_s": decode, "result_ready_s": ready, "tokens": float(turn.deltas),
-            "code": call.args["code"]}
+            "code": call.args["code"], "decode_end_at": session.decode_end or time.perf_counter()}
 
 
 def _run_complete(code: str) -> str:
@@ -210,13 +216,15 @@ async def _answer_turn(con: Any, backend: Backend, messages: list[dict[str, Any]
     async for delta in backend.stream(request):
         if isinstance(delta, str):
             text.append(delta)
+        elif delta.get("content"):
+            text.append(str(delta["content"]))
     from rich.markup import escape
 
     con.print(f"[bold]model[/] │ {escape(''.join(text).strip())}")
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``conveyor demo``."""
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The demo's command line."""
     p = argparse.ArgumentParser(prog="conveyor demo", description=__doc__.split("\n\n")[0])
     p.add_argument("--model", help="a model directory or name for the in-process engine "
                                    "(default: the bundled SmolLM2-135M-Instruct)")
@@ -226,5 +234,10 @@ def main(argv: list[str] | None = None) -> int:
                    help="let the model write its own program (a failing statement aborts)")
     p.add_argument("--max-tokens", type=int, default=800)
     p.add_argument("--no-answer", action="store_true", help="skip the second turn")
-    asyncio.run(run_demo(p.parse_args(argv)))
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``conveyor demo``."""
+    asyncio.run(run_demo(parse_args(argv)))
     return 0
