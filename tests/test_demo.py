@@ -7,8 +7,8 @@ import pytest
 
 pytest.importorskip("rich")
 
-from conveyor_integrations.backends import Replay  # noqa: E402
-from conveyor_integrations.demo import REPLY, parse_args, run_demo  # noqa: E402
+from conveyor_integrations.backends import Replay
+from conveyor_integrations.demo import REPLY, parse_args, run_demo
 
 
 async def test_demo_runs_statements_while_the_reply_is_decoded(capsys: pytest.CaptureFixture[str]
