@@ -37,15 +37,33 @@ def make_search(log: list[tuple[str, float]]) -> Any:
     return web_search
 
 
-@pytest.mark.parametrize("use_async", [False, True])
-async def test_handler_starts_tools_on_chatopenai_stream(use_async: bool, sched: Scheduler) -> None:
+def state_graph(llm: Any, search: Any) -> Any:
+    from langgraph.graph import START, MessagesState, StateGraph
+    from langgraph.prebuilt import ToolNode, tools_condition
+
+    bound = llm.bind_tools([search])
+    graph = StateGraph(MessagesState)
+    graph.add_node("model", lambda state: {"messages": [bound.invoke(state["messages"])]})
+    graph.add_node("tools", ToolNode([search]))
+    graph.add_edge(START, "model")
+    graph.add_conditional_edges("model", tools_condition)
+    graph.add_edge("tools", "model")
+    return graph.compile()
+
+
+@pytest.mark.parametrize(("kind", "use_async"), [("create_agent", False),
+                                                 ("create_agent", True),
+                                                 ("state_graph", False)])
+async def test_handler_starts_tools_on_chatopenai_stream(kind: str, use_async: bool,
+                                                         sched: Scheduler) -> None:
     log: list[tuple[str, float]] = []
     search = partial_tool(make_search(log), start_on=["query"])
     handler = ConveyorCallbackHandler(tools=[search])
     with FakeOpenAIServer(turns(), delay_s=0.02) as server:
         llm = ChatOpenAI(base_url=server.base_url, api_key="x", model="fake", streaming=True,
                          callbacks=[handler])
-        agent = create_agent(llm, tools=[search])
+        agent = (create_agent(llm, tools=[search]) if kind == "create_agent"
+                 else state_graph(llm, search))
         question = {"messages": [HumanMessage("weather?")]}
         out = await agent.ainvoke(question) if use_async else agent.invoke(question)
     msgs = out["messages"]
