@@ -53,6 +53,12 @@ def normalizer_for(fn: Callable[..., Any] | None) -> _Normalize:
         sig = inspect.signature(fn)
     except (TypeError, ValueError):
         return _identity
+    named = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    if all(p.kind in named for p in sig.parameters.values()):
+        # the common case, done once per call: defaults first, the given arguments over them
+        defaults = {n: p.default for n, p in sig.parameters.items()
+                    if p.default is not inspect.Parameter.empty}
+        return lambda args: {**defaults, **args}
 
     def normalize(args: dict[str, Any]) -> dict[str, Any]:
         try:
