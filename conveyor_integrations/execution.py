@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from .errors import EarlyAbort, ResultDropped, ToolTimeout
 from .events import CallDone, CallEvent, CallMalformed, CallStarted, FieldDone, ItemDone, TextChunk
 from .partial import ToolSpec
+from .strategies import CompleteCall, EachItem, StartOn, StreamPieces
 from .timings import CallTiming
 
 if TYPE_CHECKING:
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
 __all__ = ["Execution"]
 
 _log = logging.getLogger("conveyor_integrations")
+_BUILTIN = (StartOn, StreamPieces, EachItem, CompleteCall)
 
 
 class Execution:
@@ -92,6 +94,7 @@ class Execution:
         queue = self._queue
         assert queue is not None
         impl, timing = self.impl, self.timing
+        custom = not isinstance(impl, _BUILTIN)
         loop = asyncio.get_running_loop()
         try:
             while True:
@@ -100,6 +103,9 @@ class Execution:
                     await self._wake
                 event = queue.popleft()
                 if isinstance(event, CallStarted):
+                    if custom and timing.tool_start is None:
+                        # a user's execution works from its start(): count it as the tool's
+                        timing.tool_start, timing.early = time.perf_counter(), True
                     await self._step(impl.start(event))
                 elif isinstance(event, (FieldDone, TextChunk, ItemDone)):
                     await self._step(impl.feed(event))

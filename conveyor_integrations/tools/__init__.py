@@ -6,6 +6,17 @@ registers tools at import time):
 * :mod:`~conveyor_integrations.tools.python` (CodeGen): ``python_tool()``, ``run_python``,
   ``partial_python``, ``PythonExecution``, ``run_python_code``, ``Limits``: each top-level
   statement runs in a sandboxed worker process as soon as it has been decoded.
+* :mod:`~conveyor_integrations.tools.search` (Search): ``search_tool()``, ``fetch_tool()``: each
+  query or URL is requested as soon as its string is final (httpx, the ``tools`` extra).
+* :mod:`~conveyor_integrations.tools.sql` (SQL): ``sql_tool()``: each complete statement runs
+  against SQLite (read-only unless ``side_effects=True``) as soon as it is decoded.
+* :mod:`~conveyor_integrations.tools.plan` (Planning): ``plan_tool()``, ``PlanRunner``: each
+  LLMCompiler-style step runs as soon as its line is complete and its ``$N`` inputs exist.
+* :mod:`~conveyor_integrations.tools.validate` (Validation): ``validated_tool()``,
+  ``ValidateExecution``: each field is checked as it becomes final; the first invalid one stops
+  decoding.
+* :mod:`~conveyor_integrations.tools.calculator`: ``calculator_tool()``: the case where there is
+  nothing to gain.
 
 Example::
 
@@ -19,10 +30,27 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__all__ = ["Limits", "PythonExecution", "arun_python_code", "partial_python", "python_tool",
-           "run_python", "run_python_code"]
-
-_LAZY = {name: "python" for name in __all__}   # other tools: add "name": "module" here
+_LAZY = {
+    **{n: "python" for n in ("Limits", "PythonExecution", "arun_python_code", "partial_python",
+                             "python_tool", "run_python", "run_python_code")},
+    **{n: "search" for n in ("search_tool", "fetch_tool", "HttpOptions", "http_get_text",
+                             "render_json", "shared_client", "aclose_shared_client")},
+    **{n: "sql" for n in ("sql_tool", "run_sql_script", "SQLExecution", "connect",
+                          "run_statement")},
+    **{n: "calculator" for n in ("calculator_tool", "evaluate", "CalculatorError")},
+    **{n: "plan" for n in ("PlanError", "PlanExecution", "PlanRunner", "StepFailed", "StepRecord",
+                           "arun_plan_text", "plan_tool", "render_plan", "run_plan_text")},
+    **{n: "validate" for n in ("InvalidArguments", "ValidateExecution", "validated_tool",
+                               "validation_errors")},
+}
+__all__ = ["CalculatorError", "HttpOptions", "InvalidArguments", "Limits", "PlanError",
+           "PlanExecution", "PlanRunner", "PythonExecution", "SQLExecution", "StepFailed",
+           "StepRecord", "ValidateExecution", "aclose_shared_client", "arun_plan_text",
+           "arun_python_code", "calculator_tool", "connect", "evaluate", "fetch_tool",
+           "http_get_text", "partial_python", "plan_tool", "python_tool", "render_json",
+           "render_plan", "run_plan_text", "run_python", "run_python_code", "run_sql_script",
+           "run_statement", "search_tool", "shared_client", "sql_tool", "validated_tool",
+           "validation_errors"]
 
 
 def __getattr__(name: str) -> Any:
