@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 import time
 from typing import Any
 
@@ -62,7 +63,9 @@ def _backend(args: argparse.Namespace) -> Backend:
 
 def _sampling(args: argparse.Namespace, backend: Backend) -> dict[str, Any]:
     sampling: dict[str, Any] = {"temperature": 0.0, "max_tokens": args.max_tokens}
-    if not args.free:
+    if args.free:
+        sampling["repetition_penalty"] = 1.15   # a 135M model loops without it
+    else:
         forced = {"choice": [REPLY]}
         if args.base_url:
             sampling["extra_body"] = {"structured_outputs": forced}
@@ -180,8 +183,8 @@ async def _code_turn(con: Any, backend: Backend, sched: Scheduler,
     turn = collector.result()
     call = turn.calls[0] if turn.calls else turn.aborted_call
     if call is None:
-        raise RuntimeError("the model wrote no complete ```python block (raise --max-tokens?); "
-                           "nothing to run")
+        raise _NoProgram("the model wrote no complete ```python block within --max-tokens; "
+                         "nothing to run (small models often loop: try again without --free)")
     try:
         found, output = await sched.aclaim(call.id)
         if not found:
@@ -239,5 +242,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``conveyor demo``."""
-    asyncio.run(run_demo(parse_args(argv)))
+    try:
+        asyncio.run(run_demo(parse_args(argv)))
+    except _NoProgram as exc:
+        print(f"conveyor demo: {exc}", file=sys.stderr)
+        return 1
     return 0
+
+
+class _NoProgram(RuntimeError):
+    """The model wrote no complete program to run."""
