@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextvars
 import logging
 import time
 from collections import deque
@@ -47,6 +48,8 @@ class Execution:
         self._wake: asyncio.Future[None] | None = None
         self._task: asyncio.Task[None] | None = None
         self._expiry: asyncio.TimerHandle | None = None
+        self.claimed = False
+        """Set (from the claiming thread) once the result is taken: no expiry timer after that."""
         self.impl = spec.make_execution(_Runner(self))
 
     # -- called on the scheduler's loop ---------------------------------------------------------
@@ -63,8 +66,7 @@ class Execution:
                     self.drop(f"call malformed: {event.reason}", status="malformed"))
             return
         if isinstance(event, CallDone):
-            self._expiry = asyncio.get_running_loop().call_later(self.sched.claim_timeout,
-                                                                 self._expire)
+            self._arm_expiry(asyncio.get_running_loop())
         self._queue.append(event)
         wake = self._wake
         if wake is not None and not wake.done():
@@ -123,8 +125,7 @@ class Execution:
             timing.early = True
             self._settle(None, exc)
             self.session._on_abort(self, exc)
-            if self._expiry is None:   # nobody may claim the abort: it expires like a result
-                self._expiry = loop.call_later(self.sched.claim_timeout, self._expire)
+            self._arm_expiry(loop)   # nobody may claim the abort: it expires like a result
             await self._quiet_cancel()
         except asyncio.CancelledError:
             await self._quiet_cancel()
@@ -176,9 +177,23 @@ class Execution:
 
     # -- called by claimers, on any thread -----------------------------------------------------
     def on_claimed(self) -> None:
-        """The result is taken: stop the unclaimed-result timer."""
+        """The result is taken: stop the unclaimed-result timer (or keep it from being armed)."""
+        self.claimed = True
+        self.sched.call_soon(self._cancel_expiry)
+
+    def _cancel_expiry(self) -> None:
         if self._expiry is not None:
-            self.sched.loop.call_soon_threadsafe(self._expiry.cancel)
+            self._expiry.cancel()
+            self._expiry = None
+
+    def _arm_expiry(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Start the unclaimed-result timer, unless the result is already taken or gone.
+
+        The timer runs in an empty context, so it holds on to no caller's context variables.
+        """
+        if self._expiry is None and not self.claimed and self.sched.holds(self):
+            self._expiry = loop.call_later(self.sched.claim_timeout, self._expire,
+                                           context=contextvars.Context())
 
     def differs(self, claim_args: Any) -> bool:
         """The framework invokes the tool with other arguments than the call was decoded with."""

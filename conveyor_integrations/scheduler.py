@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import concurrent.futures
+import contextvars
 import json
 import logging
 import threading
@@ -165,7 +166,9 @@ class Scheduler:
             if self._draining:
                 return
             self._draining = True
-        loop.call_soon_threadsafe(self._drain)
+        # an empty context: tasks started by the drain (early executions) must not inherit the
+        # context variables (e.g. LangChain's run config) of whichever request woke the loop
+        loop.call_soon_threadsafe(self._drain, context=contextvars.Context())
 
     def _drain(self) -> None:
         inbox = self._inbox
@@ -243,6 +246,11 @@ class Scheduler:
             return False
         self.call_soon(_drop_soon_reason, ex, reason)
         return True
+
+    def holds(self, ex: Execution) -> bool:
+        """``ex`` is still in the registry (neither claimed nor dropped)."""
+        with self._lock:
+            return self._by_id.get(ex.call_id) is ex
 
     def aborted(self, call_id: str | None) -> bool:
         """The early execution of ``call_id`` stopped decoding with ``EarlyAbort`` (unclaimed)."""

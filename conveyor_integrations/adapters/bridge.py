@@ -26,16 +26,35 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, TypeVar
 
 from ..scheduler import Scheduler
+from ..session import RequestSession
 
-__all__ = ["iterate_async", "iterate_sync"]
+__all__ = ["Abandon", "iterate_async", "iterate_sync"]
 
 T = TypeVar("T")
 _log = logging.getLogger("conveyor_integrations")
 _ITEM, _ERROR, _END = 0, 1, 2
 
 
-def iterate_sync(sched: Scheduler, make: Callable[[], AsyncIterator[T]]) -> Iterator[T]:
-    """Iterate ``make()`` (run on the scheduler's loop) from a synchronous caller."""
+class Abandon:
+    """``on_abandon`` for a model turn: cancel the request's early executions when the caller
+    leaves before the turn's final item reached it (then nobody will invoke its tools).
+    The consumer sets ``delivered`` as it hands the final item on."""
+
+    def __init__(self, session: RequestSession) -> None:
+        self.session = session
+        self.delivered = False
+
+    def __call__(self) -> None:
+        if not self.delivered:
+            self.session.cancel("the caller stopped reading the model's stream")
+
+
+def iterate_sync(sched: Scheduler, make: Callable[[], AsyncIterator[T]],
+                 on_abandon: Callable[[], None] | None = None) -> Iterator[T]:
+    """Iterate ``make()`` (run on the scheduler's loop) from a synchronous caller.
+
+    ``on_abandon`` is called when the caller leaves before the end (even when the producer had
+    already finished), e.g. to cancel the request's early executions."""
     q: queue.SimpleQueue[tuple[int, Any]] = queue.SimpleQueue()
 
     async def pump() -> None:
@@ -50,16 +69,20 @@ def iterate_sync(sched: Scheduler, make: Callable[[], AsyncIterator[T]]) -> Iter
             q.put((_END, None))
 
     fut = sched.submit(pump())
+    ended = False
     try:
         while True:
             kind, item = q.get()
             if kind == _ITEM:
                 yield item
-            elif kind == _ERROR:
-                raise item
             else:
+                ended = True
+                if kind == _ERROR:
+                    raise item
                 return
     finally:
+        if not ended and on_abandon is not None:
+            on_abandon()
         if not fut.done():
             fut.cancel()
             try:
@@ -70,8 +93,10 @@ def iterate_sync(sched: Scheduler, make: Callable[[], AsyncIterator[T]]) -> Iter
                 _log.debug("stream producer ended with %r after the consumer left", exc)
 
 
-async def iterate_async(sched: Scheduler, make: Callable[[], AsyncIterator[T]]) -> AsyncIterator[T]:
-    """Iterate ``make()`` (run on the scheduler's loop) from any event loop."""
+async def iterate_async(sched: Scheduler, make: Callable[[], AsyncIterator[T]],
+                        on_abandon: Callable[[], None] | None = None) -> AsyncIterator[T]:
+    """Iterate ``make()`` (run on the scheduler's loop) from any event loop (see
+    :func:`iterate_sync` for ``on_abandon``)."""
     loop = asyncio.get_running_loop()
     q: asyncio.Queue[tuple[int, Any]] = asyncio.Queue()
 
@@ -89,9 +114,15 @@ async def iterate_async(sched: Scheduler, make: Callable[[], AsyncIterator[T]]) 
         else:
             put(_END, None)
 
+    ended = False
     if sched.loop is loop:
-        async for item in make():
-            yield item
+        try:
+            async for item in make():
+                yield item
+            ended = True
+        finally:
+            if not ended and on_abandon is not None:
+                on_abandon()
         return
     fut = sched.submit(pump())
     try:
@@ -99,11 +130,14 @@ async def iterate_async(sched: Scheduler, make: Callable[[], AsyncIterator[T]]) 
             kind, item = await q.get()
             if kind == _ITEM:
                 yield item
-            elif kind == _ERROR:
-                raise item
             else:
+                ended = True
+                if kind == _ERROR:
+                    raise item
                 return
     finally:
+        if not ended and on_abandon is not None:
+            on_abandon()
         if not fut.done():
             fut.cancel()
             await asyncio.gather(asyncio.wrap_future(fut), return_exceptions=True)

@@ -37,7 +37,7 @@ from ..events import CallDone, CallStarted, Event, Text
 from ..parsing import get_parser
 from ..scheduler import Scheduler, default_scheduler
 from ..turn import TurnCollector, TurnResult, stream_turn
-from .bridge import iterate_async, iterate_sync
+from .bridge import Abandon, iterate_async, iterate_sync
 
 __all__ = ["ChatConveyor"]
 
@@ -139,7 +139,8 @@ class ChatConveyor(BaseChatModel):
                            tool_choice=kwargs.get("tool_choice"), sampling=sampling)
 
     def _turn(self, request: ChatRequest, sink: Callable[[TurnResult], None]
-              ) -> Callable[[], AsyncIterator[ChatGenerationChunk]]:
+              ) -> tuple[Callable[[], AsyncIterator[ChatGenerationChunk]], Abandon]:
+        """The turn's chunk generator (for the bridge) and what to call if its consumer leaves."""
         names = [t["function"]["name"] for t in request.tools]
         sched = self.sched
         parser = get_parser(self._format(), tools=names or None,
@@ -159,47 +160,51 @@ class ChatConveyor(BaseChatModel):
             yield ChatGenerationChunk(message=_final_chunk(collector.result(), self._format(),
                                                                   self.model_name))
 
-        return chunks
+        return chunks, Abandon(session)
 
     def _stream(self, messages: list[BaseMessage], stop: list[str] | None = None,
                 run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any
                 ) -> Iterator[ChatGenerationChunk]:
         box: list[TurnResult] = []
-        for chunk in iterate_sync(self.sched, self._turn(self._request(messages, stop, kwargs),
-                                                         box.append)):
+        make, abandon = self._turn(self._request(messages, stop, kwargs), box.append)
+        for chunk in iterate_sync(self.sched, make, abandon):
             if run_manager:
                 run_manager.on_llm_new_token(chunk.text, chunk=chunk)
+            abandon.delivered = bool(box)     # the final chunk comes after the turn's result
             yield chunk
 
     async def _astream(self, messages: list[BaseMessage], stop: list[str] | None = None,
                        run_manager: AsyncCallbackManagerForLLMRun | None = None, **kwargs: Any
                        ) -> AsyncIterator[ChatGenerationChunk]:
         box: list[TurnResult] = []
-        async for chunk in iterate_async(self.sched, self._turn(
-                self._request(messages, stop, kwargs), box.append)):
+        make, abandon = self._turn(self._request(messages, stop, kwargs), box.append)
+        async for chunk in iterate_async(self.sched, make, abandon):
             if run_manager:
                 await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
+            abandon.delivered = bool(box)
             yield chunk
 
     def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None,
                   run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any
                   ) -> ChatResult:
         box: list[TurnResult] = []
-        for chunk in iterate_sync(self.sched, self._turn(self._request(messages, stop, kwargs),
-                                                         box.append)):
+        for chunk in iterate_sync(self.sched, *self._turn(self._request(messages, stop, kwargs),
+                                                          box.append)):
             if run_manager and chunk.text:
                 run_manager.on_llm_new_token(chunk.text, chunk=chunk)
-        return ChatResult(generations=[ChatGeneration(message=_message(box[0], self._format(), self.model_name))])
+        return ChatResult(generations=[ChatGeneration(
+            message=_message(box[0], self._format(), self.model_name))])
 
     async def _agenerate(self, messages: list[BaseMessage], stop: list[str] | None = None,
                          run_manager: AsyncCallbackManagerForLLMRun | None = None, **kwargs: Any
                          ) -> ChatResult:
         box: list[TurnResult] = []
-        async for chunk in iterate_async(self.sched, self._turn(
+        async for chunk in iterate_async(self.sched, *self._turn(
                 self._request(messages, stop, kwargs), box.append)):
             if run_manager and chunk.text:
                 await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
-        return ChatResult(generations=[ChatGeneration(message=_message(box[0], self._format(), self.model_name))])
+        return ChatResult(generations=[ChatGeneration(
+            message=_message(box[0], self._format(), self.model_name))])
 
 
 def _chunk(events: list[Event]) -> ChatGenerationChunk | None:

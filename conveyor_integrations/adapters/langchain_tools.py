@@ -95,6 +95,12 @@ def _partial_class(base: type[BaseTool], sched: Scheduler) -> type[BaseTool]:
             kw["run_manager"] = run_manager
         return kw
 
+    def _release_unclaimed(call_id: str | None) -> None:
+        # invoked, but the early result was not taken (e.g. the arguments failed the schema
+        # before _run): nobody will claim it now, so stop its work instead of waiting for expiry
+        if call_id is not None:
+            sched.release(call_id, "the framework invoked the tool without using its early result")
+
     class Partial(base):  # type: ignore[valid-type,misc]
         conveyor_scheduler: ClassVar[Scheduler] = sched
 
@@ -112,6 +118,7 @@ def _partial_class(base: type[BaseTool], sched: Scheduler) -> type[BaseTool]:
                 return _abort_output(exc, self, tool_call_id)
             finally:
                 _CURRENT.reset(token)
+                _release_unclaimed(tool_call_id)
 
         async def arun(self, tool_input: Any, *args: Any, tool_call_id: str | None = None,
                        **kwargs: Any) -> Any:
@@ -127,6 +134,7 @@ def _partial_class(base: type[BaseTool], sched: Scheduler) -> type[BaseTool]:
                 return _abort_output(exc, self, tool_call_id)
             finally:
                 _CURRENT.reset(token)
+                _release_unclaimed(tool_call_id)
 
         def _run(self, *args: Any, config: RunnableConfig,
                  run_manager: CallbackManagerForToolRun | None = None, **kwargs: Any) -> Any:

@@ -52,7 +52,7 @@ from ..events import Event
 from ..parsing import get_parser
 from ..scheduler import Scheduler, default_scheduler
 from ..turn import TurnCollector, TurnResult, stream_turn
-from .bridge import iterate_async, iterate_sync
+from .bridge import Abandon, iterate_async, iterate_sync
 from .llamaindex_convert import (
     ConveyorTurnEndEvent,
     ResponseBuilder,
@@ -179,18 +179,18 @@ class ConveyorLLM(FunctionCallingLLM):
                            tool_choice=kwargs.get("tool_choice") if tools else None,
                            sampling=sampling)
 
-    def _turn(self, request: ChatRequest) -> Callable[[], AsyncIterator[_Item]]:
+    def _turn(self, request: ChatRequest
+              ) -> tuple[Callable[[], AsyncIterator[_Item]], Abandon]:
         """The turn's ``(events, None)`` per delta with events, then ``([], result)``; run on the
-        scheduler's loop through ``bridge``, as ``ChatConveyor`` does."""
+        scheduler's loop through ``bridge``, as ``ChatConveyor`` does. Also returns what to call
+        when the consumer leaves before the end (cancel the request's early executions)."""
         sched, backend, tool_format = self.sched, self.backend, self._format()
         names = [t["function"]["name"] for t in request.tools]
         approval = list(self.approval_required)
-
+        parser = get_parser(tool_format, tools=names or None,
+                            streams=sched.parser_streams(names))
+        session = sched.session(request.request_id, tools=names, approval_required=approval)
         async def items() -> AsyncIterator[_Item]:
-            parser = get_parser(tool_format, tools=names or None,
-                                streams=sched.parser_streams(names))
-            session = sched.session(request.request_id, tools=names,
-                                    approval_required=approval)
             collector = TurnCollector(session)
             async for delta, events in stream_turn(backend, request, parser=parser,
                                                    session=session):
@@ -202,7 +202,7 @@ class ConveyorLLM(FunctionCallingLLM):
                 note_aborted_call(sched, result.aborted_call)
             yield [], result
 
-        return items
+        return items, Abandon(session)
 
     def _end(self, builder: ResponseBuilder, result: TurnResult | None,
              delta: str | None) -> ChatResponse:
@@ -214,23 +214,23 @@ class ConveyorLLM(FunctionCallingLLM):
 
     def _chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
         builder, final = ResponseBuilder(self._format()), None
-        for _, result in iterate_sync(self.sched, self._turn(self._request(messages, kwargs))):
+        for _, result in iterate_sync(self.sched, *self._turn(self._request(messages, kwargs))):
             final = result or final
         return self._end(builder, final, None)
 
     async def _achat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
         builder, final = ResponseBuilder(self._format()), None
         async for _, result in iterate_async(self.sched,
-                                             self._turn(self._request(messages, kwargs))):
+                                             *self._turn(self._request(messages, kwargs))):
             final = result or final
         return self._end(builder, final, None)
 
     def _stream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseGen:
-        make = self._turn(self._request(messages, kwargs))
+        make, abandon = self._turn(self._request(messages, kwargs))
 
         def gen() -> ChatResponseGen:
             builder, final = ResponseBuilder(self._format()), None
-            for events, result in iterate_sync(self.sched, make):
+            for events, result in iterate_sync(self.sched, make, abandon):
                 chunk = builder.chunk(events) if result is None else None
                 if chunk is not None:
                     yield chunk
@@ -241,11 +241,11 @@ class ConveyorLLM(FunctionCallingLLM):
 
     async def _astream_chat(self, messages: Sequence[ChatMessage],
                             **kwargs: Any) -> ChatResponseAsyncGen:
-        make = self._turn(self._request(messages, kwargs))
+        make, abandon = self._turn(self._request(messages, kwargs))
 
         async def gen() -> ChatResponseAsyncGen:
             builder, final = ResponseBuilder(self._format()), None
-            async for events, result in iterate_async(self.sched, make):
+            async for events, result in iterate_async(self.sched, make, abandon):
                 chunk = builder.chunk(events) if result is None else None
                 if chunk is not None:
                     yield chunk
