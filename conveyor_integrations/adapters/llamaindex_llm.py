@@ -189,7 +189,8 @@ class ConveyorLLM(FunctionCallingLLM):
         approval = list(self.approval_required)
         parser = get_parser(tool_format, tools=names or None,
                             streams=sched.parser_streams(names))
-        session = sched.session(request.request_id, tools=names, approval_required=approval)
+        session = sched.session(request.request_id, tools=names or None,
+                                approval_required=approval)
         async def items() -> AsyncIterator[_Item]:
             collector = TurnCollector(session)
             async for delta, events in stream_turn(backend, request, parser=parser,
