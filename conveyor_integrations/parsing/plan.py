@@ -30,13 +30,14 @@ from ..events import CallDone, CallMalformed, CallStarted, Event
 from .assembler import value_events
 from .base import ParserBase, ParserOptions
 
-__all__ = ["PlanParser"]
+__all__ = ["STEP_REF", "PlanParser", "step_refs"]
 
 _STEP = re.compile(r"[ \t]*(\d+)[ \t]*\.[ \t]*([A-Za-z_][A-Za-z0-9_]*)[ \t]*\(")
 _STEP_PREFIX = re.compile(
     r"[ \t]*(?:\d+(?:[ \t]*(?:\.(?:[ \t]*(?:[A-Za-z_][A-Za-z0-9_]*[ \t]*)?)?)?)?)?")
 _JOIN = re.compile(r"[ \t]*(?:\d+[ \t]*\.[ \t]*)?join[ \t]*\(")
-_REF = re.compile(r"\$(?:\{(\d+)\}|(\d+))")
+STEP_REF = re.compile(r"\$(?:\{(\d+)\}|(\d+))")
+"""A reference to step N's result inside a string argument: ``$N`` or ``${N}``."""
 _MAX_PREFIX = 256
 _UNDECIDED, _TEXTLINE, _CALLLINE, _DEADLINE = range(4)
 
@@ -65,6 +66,11 @@ def _literal(node: ast.AST) -> Any:
             out[k.value] = _literal(item)
         return out
     raise _NotLiteral(f"only literal arguments are allowed, not {ast.unparse(node)!r}")
+
+
+def step_refs(args: Any) -> set[int]:
+    """The step numbers referenced (``$N``/``${N}``) anywhere in ``args``' strings."""
+    return {int(m.group(1) or m.group(2)) for s in _strings(args) for m in STEP_REF.finditer(s)}
 
 
 def _strings(value: Any) -> Iterator[str]:
@@ -181,7 +187,7 @@ class PlanParser(ParserBase):
             args = self._arguments(name, line[start:].strip())
             deps: set[int] = set()
             for s in _strings(args):
-                for m in _REF.finditer(s):
+                for m in STEP_REF.finditer(s):
                     ref = int(m.group(1) or m.group(2))
                     if ref not in self._steps:
                         raise _NotLiteral(f"${ref} is not an earlier step")

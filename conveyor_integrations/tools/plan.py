@@ -35,13 +35,13 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
 from ..events import CallDone, CallMalformed, CallStarted, Event, FieldDone, ItemDone, TextChunk
 from ..parsing import get_parser
+from ..parsing.plan import STEP_REF, step_refs
 from ..partial import partial_tool
 
 if TYPE_CHECKING:
@@ -51,7 +51,6 @@ if TYPE_CHECKING:
 __all__ = ["PlanError", "PlanExecution", "PlanRunner", "StepFailed", "StepRecord",
            "arun_plan_text", "plan_tool", "render_plan", "run_plan_text"]
 
-_REF = re.compile(r"\$(?:\{(\d+)\}|(\d+))")
 
 
 class PlanError(ValueError):
@@ -97,10 +96,10 @@ def _substitute(value: Any, results: Mapping[int, Any]) -> Any:
     """Replace ``$N`` by step N's result: a string that is exactly ``$N`` becomes the result
     itself; inside a longer string the result is written with ``str``."""
     if isinstance(value, str):
-        whole = _REF.fullmatch(value)
+        whole = STEP_REF.fullmatch(value)
         if whole is not None:
             return results[int(whole.group(1) or whole.group(2))]
-        return _REF.sub(lambda m: str(results[int(m.group(1) or m.group(2))]), value)
+        return STEP_REF.sub(lambda m: str(results[int(m.group(1) or m.group(2))]), value)
     if isinstance(value, list):
         return [_substitute(v, results) for v in value]
     if isinstance(value, dict):
@@ -142,7 +141,7 @@ class PlanRunner:
 
     def _add_step(self, ev: CallDone) -> None:
         number = ev.index + 1
-        refs = {int(m.group(1) or m.group(2)) for s in _strings(ev.args) for m in _REF.finditer(s)}
+        refs = step_refs(ev.args)
         deps = tuple(sorted(refs))
         rec = StepRecord(number, ev.name, dict(ev.args), deps)
         rec.done = asyncio.get_running_loop().create_future()
@@ -236,17 +235,6 @@ class PlanRunner:
         for t in self._tasks:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-
-
-def _strings(value: Any) -> Iterable[str]:
-    if isinstance(value, str):
-        yield value
-    elif isinstance(value, list):
-        for v in value:
-            yield from _strings(v)
-    elif isinstance(value, dict):
-        for v in value.values():
-            yield from _strings(v)
 
 
 def render_plan(records: Iterable[StepRecord]) -> str:
