@@ -295,7 +295,10 @@ class Scheduler:
         if ex.differs(args):
             self.call_soon(_drop_soon, ex)
             return False, None
-        await asyncio.wait([asyncio.wrap_future(ex.result)])
+        waited = asyncio.wrap_future(ex.result)
+        await asyncio.wait([waited])
+        if not waited.cancelled():
+            waited.exception()        # read here, or asyncio logs "exception never retrieved"
         return _settled(ex, args, ex.result)
 
     # -- shutdown ----------------------------------------------------------------------------

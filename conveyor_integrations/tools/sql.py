@@ -167,12 +167,14 @@ class SQLExecution:
         def run_sql(query: str) -> str:
             return run_sql_script("shop.db", query)
 
-    ``ran`` lists ``(statement, perf_counter when it started)`` for what ran early.
+    ``ran`` lists ``(statement, perf_counter when it started)`` for what ran early, and ``spans``
+    ``(statement, started, ended)`` for each statement that finished.
     """
 
     def __init__(self, db_path: str | Path, *, field: str = "query") -> None:
         self.db_path, self.field = db_path, field
         self.ran: list[tuple[str, float]] = []
+        self.spans: list[tuple[str, float, float]] = []
         self._splitter = StatementSplitter()
         self._pieces: list[str] = []
         self._outputs: list[str] = []
@@ -205,8 +207,10 @@ class SQLExecution:
                 self._outputs.append(f"error: {type(exc).__name__}: {exc}")
                 self._failed = True
                 return
-        self.ran.append((statement, time.perf_counter()))
+        started = time.perf_counter()
+        self.ran.append((statement, started))
         out, ok = await asyncio.to_thread(run_statement, self._conn, statement)
+        self.spans.append((statement, started, time.perf_counter()))
         self._outputs.append(out)
         self._failed = not ok
 

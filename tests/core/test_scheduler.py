@@ -312,6 +312,31 @@ async def test_async_claim_from_another_loop(sched: Scheduler) -> None:
     assert await f(5) == 6        # the decorated function still works when called directly
 
 
+async def test_async_claim_of_an_error_leaves_no_unretrieved_future(sched: Scheduler) -> None:
+    import gc
+
+    @partial_tool(start_on=["x"])
+    async def boom(x: int) -> int:
+        raise ValueError(f"bad {x}")
+
+    reported: list[dict[str, object]] = []
+    loop = asyncio.get_running_loop()
+    loop.set_exception_handler(lambda _loop, context: reported.append(context))
+
+    async def claim() -> None:
+        s = sched.session()
+        s.handle([CallStarted(0, "c1", "boom"), FieldDone(0, ("x",), 1),
+                  CallDone(0, "c1", "boom", {"x": 1})])
+        with pytest.raises(ValueError, match="bad 1"):
+            await sched.aclaim("c1")
+
+    await claim()
+    gc.collect()
+    await asyncio.sleep(0)
+    loop.set_exception_handler(None)
+    assert not [c for c in reported if "never retrieved" in str(c.get("message"))]
+
+
 def test_decorated_function_claims_by_arguments(sched: Scheduler) -> None:
     calls: list[int] = []
 

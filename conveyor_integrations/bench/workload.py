@@ -1,0 +1,164 @@
+"""What a benchmark workload is: transcripts, the same tools three ways, and its pieces.
+
+A :class:`Workload` gives, for each mode, the LangChain tools a LangGraph ``ToolNode`` runs:
+
+- ``sequential``: plain tools, nothing starts before the message is decoded;
+- ``complete_call``: the same tools decorated ``partial_tool(side_effects=True)`` and a session
+  with ``run_side_effects=True``: each starts as soon as its whole call is decoded;
+- ``partial``: the same tools decorated with their partial-execution strategy.
+
+Every tool records what it did into a :class:`Trace` (one span per piece of work), and after a
+partial run :meth:`Workload.pieces` pairs the pieces of tool work with the moments the parser
+made them final, from which :func:`ideal_latency` computes the pipeline bound. Example::
+
+    >>> ideal_latency([Piece("a", final_at=1.0, start=1.0, end=2.0),
+    ...                Piece("b", final_at=1.5, start=2.0, end=2.5, deps=(0,))], decode_end=2.0)
+    2.5
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..events import Event
+
+__all__ = ["Env", "Mark", "Piece", "Trace", "Workload", "ideal_latency", "lc_tool", "marks_of"]
+
+Mark = tuple[float, Event]
+"""``(perf_counter when the parser emitted it, event)``."""
+
+
+@dataclass
+class Env:
+    """What the tools of a benchmark run share: the search server, the database, a folder."""
+
+    search_url: str
+    db_path: Path
+    workdir: Path
+
+
+@dataclass(slots=True)
+class Piece:
+    """One piece of tool work: final at ``final_at``, run from ``start`` to ``end``."""
+
+    label: str
+    final_at: float
+    start: float
+    end: float
+    deps: tuple[int, ...] = ()
+    """Indices (in the same list) of the pieces it waits for."""
+
+    @property
+    def duration(self) -> float:
+        """The measured tool time of this piece."""
+        return max(0.0, self.end - self.start)
+
+
+def ideal_latency(pieces: Sequence[Piece], decode_end: float, *, abort_at: int | None = None
+                  ) -> float:
+    """The pipeline bound: ``f_i = max(d_i, f_deps) + t_i``; ``max(f_n, D)``.
+
+    With ``abort_at``, the time to the failing piece plus its check (decoding stops there).
+    All times in the same clock; pieces with no ``deps`` run concurrently.
+    """
+    finish: list[float] = []
+    for p in pieces:
+        ready = max([p.final_at] + [finish[j] for j in p.deps if j < len(finish)])
+        finish.append(ready + p.duration)
+    if abort_at is not None:
+        return finish[abort_at]
+    return max([decode_end] + finish)
+
+
+class Trace:
+    """The spans the tools of one run recorded, and the executions the scheduler made."""
+
+    def __init__(self) -> None:
+        self.spans: list[tuple[str, float, float]] = []
+        self.executions: list[Any] = []
+
+    def reset(self) -> None:
+        """Forget the previous run."""
+        self.spans.clear()
+        self.executions.clear()
+
+    def record(self, label: str, start: float) -> None:
+        """A piece of work labelled ``label`` ran from ``start`` until now."""
+        self.spans.append((label, start, time.perf_counter()))
+
+    def traced(self, label: Callable[..., str],
+               fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+        """``fn`` recording one span per call, labelled ``label(*args, **kwargs)``."""
+
+        @functools.wraps(fn)      # keeps the signature: plans map positional arguments by it
+        async def run(*args: Any, **kwargs: Any) -> Any:
+            t0 = time.perf_counter()
+            try:
+                return await fn(*args, **kwargs)
+            finally:
+                self.record(label(*args, **kwargs), t0)
+
+        return run
+
+    def made(self, factory: Callable[[], Any]) -> Callable[[], Any]:
+        """``factory`` (of partial executions) keeping each execution it makes."""
+
+        def make() -> Any:
+            ex = factory()
+            self.executions.append(ex)
+            return ex
+
+        return make
+
+
+def marks_of(marks: Iterable[Mark], kind: type, path: tuple[Any, ...] | None = None
+             ) -> list[tuple[float, Any]]:
+    """The marks of one event type (and top-level path), in order."""
+    return [(t, ev) for t, ev in marks if isinstance(ev, kind)
+            and (path is None or getattr(ev, "path", None) == path)]
+
+
+def lc_tool(fn: Callable[..., Awaitable[Any]], name: str, description: str,
+            args_schema: Any = None) -> Any:
+    """A LangChain ``StructuredTool`` over the coroutine ``fn``."""
+    from langchain_core.tools import StructuredTool
+
+    return StructuredTool.from_function(coroutine=fn, name=name, description=description,
+                                        args_schema=args_schema)
+
+
+@dataclass
+class Workload(ABC):
+    """Transcripts and tools of one workload; subclasses give :meth:`tools` and :meth:`pieces`."""
+
+    name: str
+    title: str
+    transcripts: dict[str, str]
+    note: str = ""
+    """What a reader should know (what is simulated, why there is nothing to gain...)."""
+    setup: dict[str, Any] = field(default_factory=dict)
+
+    @abstractmethod
+    def tools(self, env: Env, mode: str, sched: Any, trace: Trace) -> list[Any]:
+        """The LangChain tools for ``mode``, registered with ``sched`` when decorated."""
+
+    @abstractmethod
+    def pieces(self, trace: Trace, marks: list[Mark]) -> tuple[list[Piece], int | None]:
+        """The partial run's pieces in order, and the index of the piece that aborted (if any)."""
+
+    @staticmethod
+    def decorate(tool: Any, mode: str, sched: Any, **strategy: Any) -> Any:
+        """``tool`` as ``mode`` runs it: plain, on its complete call, or with ``strategy``."""
+        from ..partial import partial_tool
+
+        if mode == "sequential":
+            return tool
+        if mode == "complete_call":
+            return partial_tool(tool, side_effects=True, scheduler=sched)
+        return partial_tool(tool, scheduler=sched, **strategy)

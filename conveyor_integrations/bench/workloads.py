@@ -1,0 +1,231 @@
+"""The six workloads: CodeGen, Search, Planning, Validation, SQL and the calculator.
+
+Each uses the library's ready tools (:mod:`conveyor_integrations.tools`) against real work: a
+sandboxed Python worker running numpy and matplotlib, HTTP requests to a local search server
+(its latency stands for the network), SQLite queries on a generated shop database, pydantic
+validation. ``WORKLOADS`` lists them by name. Example::
+
+    >>> sorted(WORKLOADS)
+    ['calculator', 'codegen', 'planning', 'search', 'sql', 'validation']
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from datetime import date
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from ..events import FieldDone, ItemDone, TextChunk
+from ..tools.calculator import evaluate
+from ..tools.plan import PlanExecution, arun_plan_text
+from ..tools.python import Limits, PythonExecution, arun_python_code
+from ..tools.search import HttpOptions, http_get_text
+from ..tools.sql import SQLExecution, StatementSplitter, run_sql_script
+from ..tools.validate import ValidateExecution, validation_errors
+from . import transcripts as tx
+from .workload import Env, Mark, Piece, Trace, Workload, lc_tool, marks_of
+
+__all__ = ["WORKLOADS", "Customer"]
+
+_HTTP = HttpOptions(timeout=30.0, retries=0)
+LIMITS = Limits(wall_s=120.0, cpu_s=120, memory_mb=4096)
+
+
+def _chain(i: int) -> tuple[int, ...]:
+    return (i - 1,) if i else ()
+
+
+def _first_line(src: str) -> str:
+    return src.strip().splitlines()[0] if src.strip() else src
+
+
+class CodeGen(Workload):
+    def tools(self, env: Env, mode: str, sched: Any, trace: Trace) -> list[Any]:
+        async def run_python(code: str) -> str:
+            return await arun_python_code(code, limits=LIMITS)
+
+        fn = trace.traced(lambda code: "run_python (whole program)", run_python)
+        tool = lc_tool(fn, "run_python", "Run Python code; return what it printed.")
+        return [self.decorate(tool, mode, sched, stream="code", unit="statement",
+                              execution=trace.made(lambda: PythonExecution(limits=LIMITS)))]
+
+    def pieces(self, trace: Trace, marks: list[Mark]) -> tuple[list[Piece], int | None]:
+        ex: PythonExecution = trace.executions[-1]
+        chunks = marks_of(marks, TextChunk, ("code",))
+        return [Piece(_first_line(st.source), t, st.started, st.ended, _chain(i))
+                for i, (st, (t, _)) in enumerate(zip(ex.statements, chunks))], None
+
+
+class Search(Workload):
+    def tools(self, env: Env, mode: str, sched: Any, trace: Trace) -> list[Any]:
+        async def one(query: str) -> str:
+            return f"## {query}\n" + await http_get_text(env.search_url, {"q": query}, _HTTP)
+
+        traced_one = trace.traced(lambda query: query, one)
+
+        async def web_search(queries: list[str]) -> str:
+            return "\n".join(await asyncio.gather(*(traced_one(q) for q in queries)))
+
+        async def write_outline(title: str, sections: list[str]) -> str:
+            return title + "\n" + "\n".join(f"{i}. {s}" for i, s in enumerate(sections, 1))
+
+        search = lc_tool(web_search, "web_search", "Search the web for each query.")
+        outline = lc_tool(write_outline, "write_outline", "Save the outline of a report.")
+        return [self.decorate(search, mode, sched, items="queries"), outline]
+
+    def pieces(self, trace: Trace, marks: list[Mark]) -> tuple[list[Piece], int | None]:
+        spans = {label: (s, e) for label, s, e in trace.spans}
+        return [Piece(ev.value, t, *spans[ev.value])
+                for t, ev in marks_of(marks, ItemDone, ("queries",)) if ev.value in spans], None
+
+
+class Planning(Workload):
+    def tools(self, env: Env, mode: str, sched: Any, trace: Trace) -> list[Any]:
+        async def lookup(query: str) -> float:
+            """A number about ``query``, from the first search result."""
+            text = await http_get_text(env.search_url, {"q": query}, _HTTP)
+            ref = re.search(r"ref ([0-9a-f]{8})", text)
+            return float(int(ref.group(1), 16) % 9000 + 1000) if ref else 0.0
+
+        async def calculate(expression: str) -> float:
+            """The value of an arithmetic expression."""
+            return float(evaluate(expression))
+
+        steps = {"lookup": trace.traced(lambda query: f"lookup {query}", lookup),
+                 "calculate": trace.traced(lambda expression: f"= {expression}", calculate)}
+
+        async def run_plan(plan: str) -> str:
+            return await arun_plan_text(steps, plan)
+
+        tool = lc_tool(run_plan, "run_plan", "Run a numbered plan of tool calls.")
+        return [self.decorate(tool, mode, sched, stream="plan", unit="line",
+                              execution=trace.made(lambda: PlanExecution(steps)))]
+
+    def pieces(self, trace: Trace, marks: list[Mark]) -> tuple[list[Piece], int | None]:
+        ex: PlanExecution = trace.executions[-1]
+        final: dict[int, float] = {}
+        for t, ev in marks_of(marks, TextChunk, ("plan",)):
+            m = re.match(r"\s*(\d+)\s*\.", ev.text)
+            if m:
+                final[int(m.group(1))] = t
+        records = [r for _, r in sorted(ex.runner.steps.items())
+                   if r.started is not None and r.ended is not None and r.number in final]
+        index = {r.number: i for i, r in enumerate(records)}
+        return [Piece(f"{r.number}. {r.name}", final[r.number], r.started or 0.0,
+                      r.ended or 0.0, tuple(index[d] for d in r.deps if d in index))
+                for r in records], None
+
+
+class Customer(BaseModel):
+    """The record the Validation workload's tool accepts."""
+
+    name: str = Field(min_length=1)
+    email: str = Field(pattern=r"^[^@\s]+@[^@\s]+\.[a-z]{2,}$")
+    age: int = Field(ge=18, le=120)
+    country: str = Field(pattern=r"^[A-Z]{2}$", description="ISO 3166 alpha-2 code")
+    phone: str = Field(pattern=r"^\+[0-9 ]{7,20}$")
+    plan: Literal["starter", "team", "business", "enterprise"]
+    seats: int = Field(ge=1, le=1000)
+    start_date: date
+    street: str
+    city: str
+    postal_code: str
+    notes: str = ""
+
+
+class _TimedValidate(ValidateExecution):
+    """Validates as the library does, recording each check's time and whether it failed."""
+
+    def __init__(self, trace: Trace, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.trace, self.failed = trace, False
+
+    async def feed(self, event: FieldDone | TextChunk | ItemDone) -> None:
+        t0 = time.perf_counter()
+        try:
+            await super().feed(event)
+        except Exception:
+            self.failed = True
+            raise
+        finally:
+            if isinstance(event, FieldDone) and len(event.path) == 1:
+                self.trace.record(f"check {event.path[0]}", t0)
+
+
+class Validation(Workload):
+    def tools(self, env: Env, mode: str, sched: Any, trace: Trace) -> list[Any]:
+        async def register(args: dict[str, Any]) -> str:
+            return f"registered {args.get('name')}"
+
+        async def register_customer(**fields: Any) -> str:
+            errors = validation_errors(fields, model=Customer)
+            if errors:
+                return "invalid arguments: " + "; ".join(errors)
+            return await register(fields)
+
+        fn = trace.traced(lambda **_: "validate the whole record", register_customer)
+        tool = lc_tool(fn, "register_customer", "Register a new customer account.",
+                       args_schema=Customer.model_json_schema())
+        return [self.decorate(tool, mode, sched, execution=trace.made(
+            lambda: _TimedValidate(trace, run=register, model=Customer)))]
+
+    def pieces(self, trace: Trace, marks: list[Mark]) -> tuple[list[Piece], int | None]:
+        ex: _TimedValidate = trace.executions[-1]
+        final = {ev.path[0]: t for t, ev in marks_of(marks, FieldDone) if len(ev.path) == 1}
+        pieces = [Piece(label, final[label[6:]], s, e) for label, s, e in trace.spans
+                  if label.startswith("check ") and label[6:] in final]
+        return pieces, (len(pieces) - 1 if ex.failed and pieces else None)
+
+
+class SQL(Workload):
+    def tools(self, env: Env, mode: str, sched: Any, trace: Trace) -> list[Any]:
+        async def run_sql(query: str) -> str:
+            return await asyncio.to_thread(run_sql_script, env.db_path, query)
+
+        fn = trace.traced(lambda query: "run_sql (whole script)", run_sql)
+        tool = lc_tool(fn, "run_sql", "Run SQLite statements on the shop database.")
+        return [self.decorate(tool, mode, sched, stream="query", unit="line",
+                              execution=trace.made(lambda: SQLExecution(env.db_path)))]
+
+    def pieces(self, trace: Trace, marks: list[Mark]) -> tuple[list[Piece], int | None]:
+        ex: SQLExecution = trace.executions[-1]
+        splitter, final = StatementSplitter(), list[float]()
+        for t, ev in marks_of(marks, TextChunk, ("query",)):
+            final.extend(t for _ in splitter.feed(ev.text))
+        return [Piece(_first_line(stmt), d, s, e, _chain(i))
+                for i, ((stmt, s, e), d) in enumerate(zip(ex.spans, final))], None
+
+
+class Calculator(Workload):
+    def tools(self, env: Env, mode: str, sched: Any, trace: Trace) -> list[Any]:
+        async def calculate(expression: str) -> str:
+            return repr(evaluate(expression))
+
+        fn = trace.traced(lambda expression: expression, calculate)
+        tool = lc_tool(fn, "calculate", "Evaluate an arithmetic expression.")
+        return [self.decorate(tool, mode, sched, start_on=["expression"])]
+
+    def pieces(self, trace: Trace, marks: list[Mark]) -> tuple[list[Piece], int | None]:
+        spans = {label: (s, e) for label, s, e in trace.spans}
+        return [Piece(ev.value, t, *spans[ev.value]) for t, ev in
+                marks_of(marks, FieldDone, ("expression",)) if ev.value in spans], None
+
+
+WORKLOADS: dict[str, Workload] = {w.name: w for w in (
+    CodeGen("codegen", "CodeGen", tx.CODEGEN,
+            "numpy + matplotlib programs run statement by statement in the sandboxed worker"),
+    Search("search", "Search", tx.SEARCH,
+           "queries to a local HTTP server whose latency stands for the network (simulated)"),
+    Planning("planning", "Planning", tx.PLANNING,
+             "LLMCompiler-style plans: lookups (local HTTP server, simulated latency) and "
+             "arithmetic, each step as soon as its line and its inputs are ready"),
+    Validation("validation", "Validation", tx.VALIDATION,
+               "a 12-field record whose 2nd, 3rd or 4th field is invalid: decoding stops there"),
+    SQL("sql", "SQL", tx.SQL, "SQLite queries on a generated 400k-order shop database"),
+    Calculator("calculator", "Calculator", tx.CALCULATOR,
+               "one expression: microseconds of tool time, nothing to gain"),
+)}
