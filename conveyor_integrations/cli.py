@@ -3,6 +3,7 @@
 ::
 
     conveyor demo [--model PATH] [--base-url URL] [--free]   # the main job (needs vLLM)
+    conveyor bench [--backend replay|vllm] [--rates ...]    # the benchmark (extra "bench")
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ USAGE = """usage: conveyor COMMAND [options]
 
 commands:
   demo    an agent on vLLM (in-process, bundled SmolLM2) whose program runs while it is written
+  bench   every workload sequential / complete-call / partial / ideal; overhead; scale
 """
 
 
@@ -26,13 +28,18 @@ def main(argv: list[str] | None = None) -> int:
         print(USAGE)
         return 0
     command, rest = args[0], args[1:]
-    if command == "demo":
+    if command in ("demo", "bench"):
         # vLLM on CPU: one process starts faster than engine-core multiprocessing on 2 cores
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
         os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
+    if command == "demo":
         from .demo import main as demo
 
         return demo(rest)
+    if command == "bench":
+        from .bench.cli import main as bench
+
+        return bench(rest)
     print(f"conveyor: unknown command {command!r}\n\n{USAGE}", file=sys.stderr)
     return 2
 

@@ -1,0 +1,198 @@
+"""``conveyor bench``: every workload, four ways, at several token rates; overhead; scale.
+
+::
+
+    conveyor bench                                  # replay at 20, 50, 100, 200 tokens/s
+    conveyor bench --backend vllm --runs 5          # the real engine, forced transcripts
+    conveyor bench --workloads codegen,search --rates 50 --runs 3 --no-scale
+
+For each rate and workload, ``--runs`` runs take the workload's transcripts in turn; each run
+decodes the transcript once per mode (sequential, complete-call, partial, in that order) and
+the partial run's own piece times give the ideal. Writes ``results.json`` (every run and
+figure), ``summary.md`` and one timeline PNG per workload (rate 50, or the engine) to ``--out``.
+The search and plan lookups go to a local HTTP server whose latency (``--search-latency``)
+stands for the network; the replay token rate stands for a GPU's decode speed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from ..backends.base import Backend
+from .harness import ModeBench
+from .records import MODES, RunRecord
+from .report import markdown_table, rich_table, summarize
+from .workload import Env
+from .workloads import WORKLOADS
+
+__all__ = ["main", "parse_args", "run_bench"]
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The options of ``conveyor bench``."""
+    p = argparse.ArgumentParser(prog="conveyor bench", description=__doc__.split("\n")[0])
+    p.add_argument("--backend", choices=("replay", "vllm"), default="replay")
+    p.add_argument("--model", default=None, help="vLLM model path (default: bundled SmolLM2)")
+    p.add_argument("--workloads", default=",".join(WORKLOADS), help="comma-separated")
+    p.add_argument("--rates", default="20,50,100,200", help="replay tokens/s, comma-separated")
+    p.add_argument("--runs", type=int, default=5, help="runs per workload and rate (>= 1)")
+    p.add_argument("--search-latency", type=float, default=1.5,
+                   help="seconds the local search server waits per request (the network)")
+    p.add_argument("--out", default="bench-results", help="folder for JSON, markdown, PNGs")
+    p.add_argument("--no-overhead", action="store_true", help="skip the per-token CPU cost")
+    p.add_argument("--no-scale", action="store_true", help="skip the concurrency scale test")
+    p.add_argument("--scale", default="1,16,64,256", help="concurrent streams, comma-separated")
+    args = p.parse_args(argv)
+    unknown = set(args.workloads.split(",")) - set(WORKLOADS)
+    if unknown:
+        p.error(f"unknown workloads {sorted(unknown)}; known: {', '.join(WORKLOADS)}")
+    if args.runs < 1:
+        p.error("--runs must be at least 1")
+    return args
+
+
+def _machine() -> dict[str, Any]:
+    return {"cpu_count": os.cpu_count(), "platform": platform.platform(),
+            "python": platform.python_version(), "processor": platform.processor()}
+
+
+async def _backends(args: argparse.Namespace) -> tuple[list[float | None], Any]:
+    if args.backend == "replay":
+        return [float(r) for r in args.rates.split(",")], None
+    from ..backends.vllm_engine import VLLMEngine
+
+    return [None], VLLMEngine(args.model)
+
+
+def _backend_for(engine: Any, text: str, rate: float | None, seed: int
+                 ) -> tuple[Backend, dict[str, Any]]:
+    if engine is None:
+        from ..backends.replay import Replay
+
+        return Replay(text, tokens_per_s=rate, seed=seed), {}
+    # the engine decodes exactly the transcript: a single allowed choice (structured outputs)
+    return engine, {"temperature": 0.0, "max_tokens": 4096,
+                    "structured_outputs": {"choice": [text]}}
+
+
+async def run_bench(args: argparse.Namespace, progress: Any = None) -> dict[str, Any]:
+    """Run the workloads; return every figure (what ``results.json`` holds)."""
+    from .search_server import SearchServer
+    from .shop_db import make_shop_db
+
+    names = args.workloads.split(",")
+    rates, engine = await _backends(args)
+    records: list[RunRecord] = []
+    total = len(rates) * len(names) * args.runs * len(MODES)
+    task = progress.add_task("runs", total=total) if progress is not None else None
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="conveyor-bench-") as tmp, \
+            SearchServer(latency_s=args.search_latency) as server:
+        env = Env(server.url, make_shop_db(Path(tmp) / "shop.db"), Path(tmp))
+        try:
+            for name in names:
+                wl = WORKLOADS[name]
+                benches = {m: ModeBench(wl, env, m) for m in MODES}
+                try:
+                    texts = list(wl.transcripts.items())
+                    for rate in rates:
+                        for run in range(args.runs):
+                            tname, text = texts[run % len(texts)]
+                            for mode, bench in benches.items():
+                                if progress is not None:
+                                    progress.update(task, description=(
+                                        f"{name} {tname} {mode} @ "
+                                        f"{'engine' if rate is None else f'{rate:g} tok/s'}"))
+                                backend, sampling = _backend_for(engine, text, rate, run)
+                                records.append(await bench.run(
+                                    tname, backend, rate=rate, sampling=sampling,
+                                    backend_name=args.backend))
+                                if progress is not None:
+                                    progress.advance(task)
+                finally:
+                    for bench in benches.values():
+                        bench.close()
+        finally:
+            if engine is not None:
+                await engine.aclose()
+    return {"machine": _machine(), "backend": args.backend, "rates": rates,
+            "runs": args.runs, "search_latency_s": args.search_latency,
+            "wall_s": round(time.perf_counter() - started, 1),
+            "summary": summarize(records), "records": [r.as_dict() for r in records]}
+
+
+def _plots(out: Path, records: list[dict[str, Any]], rate: float | None) -> list[str]:
+    """One PNG per workload: the transcript of the run whose partial latency is the median."""
+    from .plot import plot_timeline
+    from .records import Span
+
+    made = []
+    for name in dict.fromkeys(r["workload"] for r in records):
+        cell = [r for r in records if r["workload"] == name and r["rate"] == rate]
+        partial = sorted((r for r in cell if r["mode"] == "partial"),
+                         key=lambda r: r["latency_s"])
+        if not partial:
+            continue
+        pick = partial[len(partial) // 2]
+        idx = cell.index(pick)
+        runs = [RunRecord(**{**r, "spans": [Span(**s) for s in r["spans"]]})
+                for r in cell[idx - len(MODES) + 1: idx + 1]]
+        title = (f"{name} ({pick['transcript']}) at "
+                 f"{'the engine' if rate is None else f'{rate:g} tokens/s'}")
+        made.append(str(plot_timeline(out / f"timeline_{name}.png", title, runs)))
+    return made
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``conveyor bench``."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    args = parse_args(argv)
+    console = Console(width=None if sys.stdout.isatty() else 180)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    with Progress(TextColumn("{task.description:<44}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=console) as progress:
+        results = asyncio.run(run_bench(args, progress))
+    rows = results["summary"]
+    label = "real engine, bundled SmolLM2" if args.backend == "vllm" else "replay"
+    console.print(rich_table(rows, f"Completion latency, median of {args.runs} runs ({label})"))
+    if not args.no_overhead:
+        from .overhead import measure_overhead
+
+        results["overhead"] = measure_overhead()
+        worst = max(r["us_per_token"] for r in results["overhead"])
+        console.print(f"library CPU per token: up to {worst:.2f} µs "
+                      f"({100 * worst * 50 / 1e6:.3f} % of decode time at 50 tokens/s)")
+    if not args.no_scale:
+        from .scale import measure_scale
+
+        results["scale"] = measure_scale([int(n) for n in args.scale.split(",")])
+        for row in results["scale"]:
+            console.print(f"{row['streams']:>4} streams: {row['aggregate_tokens_per_s']:8.0f} "
+                          f"tok/s, dispatch p50 {row['dispatch_p50_ms']:.2f} ms, p99 "
+                          f"{row['dispatch_p99_ms']:.2f} ms, lost {row['lost']}, "
+                          f"duplicated {row['duplicated']}")
+    plot_rate = None if args.backend == "vllm" else (50.0 if 50.0 in results["rates"]
+                                                      else results["rates"][0])
+    results["plots"] = _plots(out, results["records"], plot_rate)
+    (out / "results.json").write_text(json.dumps(results, indent=1))
+    (out / "summary.md").write_text(markdown_table(rows) + "\n")
+    ratios = [r["ratio_to_ideal"] for r in rows if "ratio_to_ideal" in r]
+    if ratios:
+        console.print(f"partial / ideal: median {statistics.median(ratios):.3f}, "
+                      f"worst {max(ratios):.3f}")
+    console.print(f"wrote {out / 'results.json'}, {out / 'summary.md'} and "
+                  f"{len(results['plots'])} timelines in {results['wall_s']} s of runs")
+    return 0
