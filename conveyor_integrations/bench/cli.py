@@ -35,7 +35,7 @@ from .report import markdown_table, rich_table, summarize
 from .workload import Env
 from .workloads import WORKLOADS
 
-__all__ = ["main", "parse_args", "run_bench"]
+__all__ = ["backend_for", "main", "parse_args", "run_bench"]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -74,13 +74,14 @@ async def _backends(args: argparse.Namespace) -> tuple[list[float | None], Any]:
     return [None], VLLMEngine(args.model)
 
 
-def _backend_for(engine: Any, text: str, rate: float | None, seed: int
+def backend_for(engine: Any, text: str, rate: float | None, seed: int
                  ) -> tuple[Backend, dict[str, Any]]:
+    """The backend and sampling that decode ``text``: a ``Replay`` at ``rate``, or ``engine``
+    forced to decode exactly ``text`` (a single allowed choice, vLLM's structured outputs)."""
     if engine is None:
         from ..backends.replay import Replay
 
         return Replay(text, tokens_per_s=rate, seed=seed), {}
-    # the engine decodes exactly the transcript: a single allowed choice (structured outputs)
     return engine, {"temperature": 0.0, "max_tokens": 4096,
                     "structured_outputs": {"choice": [text]}}
 
@@ -113,7 +114,7 @@ async def run_bench(args: argparse.Namespace, progress: Any = None) -> dict[str,
                                     progress.update(task, description=(
                                         f"{name} {tname} {mode} @ "
                                         f"{'engine' if rate is None else f'{rate:g} tok/s'}"))
-                                backend, sampling = _backend_for(engine, text, rate, run)
+                                backend, sampling = backend_for(engine, text, rate, run)
                                 records.append(await bench.run(
                                     tname, backend, rate=rate, sampling=sampling,
                                     backend_name=args.backend))
@@ -162,28 +163,34 @@ def main(argv: list[str] | None = None) -> int:
     console = Console(width=None if sys.stdout.isatty() else 180)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    overhead = None
+    if not args.no_overhead:      # first, in a small heap: the library's cost, not the GC's
+        from .overhead import measure_overhead
+
+        overhead = measure_overhead()
     with Progress(TextColumn("{task.description:<44}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=console) as progress:
         results = asyncio.run(run_bench(args, progress))
     rows = results["summary"]
     label = "real engine, bundled SmolLM2" if args.backend == "vllm" else "replay"
     console.print(rich_table(rows, f"Completion latency, median of {args.runs} runs ({label})"))
-    if not args.no_overhead:
-        from .overhead import measure_overhead
-
-        results["overhead"] = measure_overhead()
+    if overhead is not None:
+        results["overhead"] = overhead
         worst = max(r["us_per_token"] for r in results["overhead"])
         console.print(f"library CPU per token: up to {worst:.2f} µs "
                       f"({100 * worst * 50 / 1e6:.3f} % of decode time at 50 tokens/s)")
     if not args.no_scale:
         from .scale import measure_scale
 
-        results["scale"] = measure_scale([int(n) for n in args.scale.split(",")])
-        for row in results["scale"]:
-            console.print(f"{row['streams']:>4} streams: {row['aggregate_tokens_per_s']:8.0f} "
-                          f"tok/s, dispatch p50 {row['dispatch_p50_ms']:.2f} ms, p99 "
-                          f"{row['dispatch_p99_ms']:.2f} ms, lost {row['lost']}, "
-                          f"duplicated {row['duplicated']}")
+        levels = [int(n) for n in args.scale.split(",")]
+        for key, rate in (("scale", 50.0), ("scale_unpaced", None)):
+            results[key] = measure_scale(levels, tokens_per_s=rate)
+            console.print("scale, " + ("50 tokens/s per stream" if rate else "as fast as possible"))
+            for row in results[key]:
+                console.print(f"{row['streams']:>5} streams: {row['aggregate_tokens_per_s']:8.0f} "
+                              f"tok/s, dispatch p50 {row['dispatch_p50_ms']:.2f} ms, p99 "
+                              f"{row['dispatch_p99_ms']:.2f} ms, lost {row['lost']}, "
+                              f"duplicated {row['duplicated']}")
     plot_rate = None if args.backend == "vllm" else (50.0 if 50.0 in results["rates"]
                                                       else results["rates"][0])
     results["plots"] = _plots(out, results["records"], plot_rate)

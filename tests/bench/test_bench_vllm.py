@@ -1,0 +1,44 @@
+"""The benchmark on the real engine: vLLM decodes exactly the recorded transcript (forced with a
+single allowed choice), and every mode runs on it. Uses the session's one engine."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conveyor_integrations.bench.cli import backend_for
+from conveyor_integrations.bench.harness import ModeBench
+from conveyor_integrations.bench.records import MODES, RunRecord
+from conveyor_integrations.bench.search_server import SearchServer
+from conveyor_integrations.bench.workload import Env
+from conveyor_integrations.bench.workloads import WORKLOADS
+from conveyor_integrations.tools.calculator import evaluate
+
+pytestmark = pytest.mark.vllm
+
+
+async def _run(engine: Any, env: Env, workload: str, mode: str) -> RunRecord:
+    wl = WORKLOADS[workload]
+    name, text = next(iter(wl.transcripts.items()))
+    bench = ModeBench(wl, env, mode)
+    try:
+        backend, sampling = backend_for(engine, text, None, 0)
+        return await bench.run(name, backend, rate=None, backend_name="vllm", sampling=sampling)
+    finally:
+        bench.close()
+
+
+async def test_every_mode_on_the_forced_engine(vllm_engine: Any, tmp_path: Path) -> None:
+    with SearchServer(latency_s=0.01) as server:
+        env = Env(server.url, tmp_path / "unused.db", tmp_path)
+        calc = {m: await _run(vllm_engine, env, "calculator", m) for m in MODES}
+        valid = {m: await _run(vllm_engine, env, "validation", m) for m in MODES}
+    expected = repr(evaluate("86.40 * 1.15 / 4"))       # the "tip" transcript's expression
+    assert {r.result for r in calc.values()} == {expected}
+    assert calc["partial"].ideal_s is not None and calc["partial"].tokens > 0
+    # the engine stops decoding at the invalid field only under partial execution
+    assert valid["partial"].aborted and not valid["sequential"].aborted
+    assert valid["partial"].tokens < valid["sequential"].tokens
+    assert "email" in valid["partial"].result and "email" in valid["sequential"].result
