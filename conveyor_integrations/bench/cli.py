@@ -31,7 +31,7 @@ from typing import Any
 from ..backends.base import Backend
 from .harness import ModeBench
 from .records import MODES, RunRecord
-from .report import markdown_table, rich_table, summarize
+from .report import markdown_table, overhead_table, rich_table, scale_table, summarize
 from .workload import Env
 from .workloads import WORKLOADS
 
@@ -59,6 +59,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.runs < 1:
         p.error("--runs must be at least 1")
     return args
+
+
+def _label(rate: float | None) -> str:
+    return "engine" if rate is None else f"{rate:g} tok/s"
+
+
+def _cell_line(records: list[RunRecord], name: str, rate: float | None) -> str:
+    cell = [r for r in records if r.workload == name and r.rate == rate]
+    medians = {m: statistics.median(r.latency_s for r in cell if r.mode == m) for m in MODES}
+    return f"{name} @ {_label(rate)}: " + ", ".join(f"{m} {v:.2f} s" for m, v in medians.items())
 
 
 def _machine() -> dict[str, Any]:
@@ -112,14 +122,15 @@ async def run_bench(args: argparse.Namespace, progress: Any = None) -> dict[str,
                             for mode, bench in benches.items():
                                 if progress is not None:
                                     progress.update(task, description=(
-                                        f"{name} {tname} {mode} @ "
-                                        f"{'engine' if rate is None else f'{rate:g} tok/s'}"))
+                                        f"{name} {tname} {mode} @ {_label(rate)}"))
                                 backend, sampling = backend_for(engine, text, rate, run)
                                 records.append(await bench.run(
                                     tname, backend, rate=rate, sampling=sampling,
                                     backend_name=args.backend))
                                 if progress is not None:
                                     progress.advance(task)
+                        if progress is not None:      # a line per cell, also in a log file
+                            progress.console.print(_cell_line(records, name, rate))
                 finally:
                     for bench in benches.values():
                         bench.close()
@@ -195,7 +206,13 @@ def main(argv: list[str] | None = None) -> int:
                                                       else results["rates"][0])
     results["plots"] = _plots(out, results["records"], plot_rate)
     (out / "results.json").write_text(json.dumps(results, indent=1))
-    (out / "summary.md").write_text(markdown_table(rows) + "\n")
+    parts = [markdown_table(rows)]
+    if "overhead" in results:
+        parts.append(overhead_table(results["overhead"]))
+    for key in ("scale", "scale_unpaced"):
+        if key in results:
+            parts.append(scale_table(results[key]))
+    (out / "summary.md").write_text("\n\n".join(parts) + "\n")
     ratios = [r["ratio_to_ideal"] for r in rows if "ratio_to_ideal" in r]
     if ratios:
         console.print(f"partial / ideal: median {statistics.median(ratios):.3f}, "

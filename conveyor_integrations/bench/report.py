@@ -21,7 +21,7 @@ from typing import Any
 
 from .records import MODES, RunRecord
 
-__all__ = ["markdown_table", "rich_table", "summarize"]
+__all__ = ["markdown_table", "overhead_table", "rich_table", "scale_table", "summarize"]
 
 
 def _stats(values: Sequence[float]) -> dict[str, float]:
@@ -100,3 +100,23 @@ def rich_table(rows: Sequence[dict[str, Any]], title: str) -> Any:
     for r in rows:
         table.add_row(*_cells(r))
     return table
+
+
+def overhead_table(rows: Sequence[dict[str, Any]]) -> str:
+    """The library's CPU cost per token (rows of ``measure_overhead``) as markdown."""
+    lines = ["| case | tokens | µs per token | share of decode at 50 tok/s |", "|---|---|---|---|"]
+    lines += [f"| {r['case']} | {r['tokens']} | {r['us_per_token']:.2f} | "
+              f"{100 * r['share_at_50_tok_s']:.3f} % |" for r in rows]
+    return "\n".join(lines)
+
+
+def scale_table(rows: Sequence[dict[str, Any]]) -> str:
+    """Concurrent streams through one scheduler (rows of ``measure_scale``) as markdown."""
+    head = ("| streams | tokens | aggregate tok/s | dispatch p50 ms | p99 ms | max ms | pieces "
+            "| lost | duplicated |")
+    lines = [head, "|---|---|---|---|---|---|---|---|---|"]
+    lines += [f"| {r['streams']} | {r['tokens']} | {r['aggregate_tokens_per_s']:.0f} | "
+              f"{r['dispatch_p50_ms']:.2f} | {r['dispatch_p99_ms']:.2f} | "
+              f"{r['dispatch_max_ms']:.2f} | {r['pieces']} | {r['lost']} | {r['duplicated']} |"
+              for r in rows]
+    return "\n".join(lines)

@@ -9,7 +9,12 @@ import pytest
 
 from conveyor_integrations.bench.cli import main, parse_args, run_bench
 from conveyor_integrations.bench.records import MODES, RunRecord
-from conveyor_integrations.bench.report import markdown_table, summarize
+from conveyor_integrations.bench.report import (
+    markdown_table,
+    overhead_table,
+    scale_table,
+    summarize,
+)
 from conveyor_integrations.bench.workload import Piece, ideal_latency
 
 
@@ -40,6 +45,16 @@ def test_summary_medians_reductions_and_ratio_to_ideal() -> None:
     assert row["ratio_to_ideal"] == pytest.approx(1.1)
     table = markdown_table([row])
     assert "| w | 50 |" in table and "50.0%" in table
+
+
+def test_overhead_and_scale_tables() -> None:
+    over = overhead_table([{"case": "hermes", "tokens": 900, "us_per_token": 4.5,
+                            "share_at_50_tok_s": 4.5 * 50 / 1e6}])
+    assert "| hermes | 900 | 4.50 | 0.023 % |" in over
+    scale = scale_table([{"streams": 256, "tokens": 24000, "aggregate_tokens_per_s": 10800.4,
+                          "dispatch_p50_ms": 0.151, "dispatch_p99_ms": 2.999,
+                          "dispatch_max_ms": 7.4, "pieces": 2304, "lost": 0, "duplicated": 1}])
+    assert "| 256 | 24000 | 10800 | 0.15 | 3.00 | 7.40 | 2304 | 0 | 1 |" in scale
 
 
 def test_unknown_workload_is_a_clear_error(capsys: pytest.CaptureFixture[str]) -> None:
