@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
@@ -65,9 +66,9 @@ def _label(rate: float | None) -> str:
     return "engine" if rate is None else f"{rate:g} tok/s"
 
 
-def _cell_line(records: list[RunRecord], name: str, rate: float | None) -> str:
-    cell = [r for r in records if r.workload == name and r.rate == rate]
-    medians = {m: statistics.median(r.latency_s for r in cell if r.mode == m) for m in MODES}
+def _cell_line(cell: list[RunRecord], name: str, rate: float | None) -> str:
+    medians = {m: statistics.median(r.latency_s for r in cell if r.mode == m)
+               for m in MODES if any(r.mode == m for r in cell)}
     return f"{name} @ {_label(rate)}: " + ", ".join(f"{m} {v:.2f} s" for m, v in medians.items())
 
 
@@ -96,16 +97,56 @@ def backend_for(engine: Any, text: str, rate: float | None, seed: int
                     "structured_outputs": {"choice": [text]}}
 
 
+async def _cell(benches: dict[str, ModeBench], texts: list[tuple[str, str]], rate: float | None,
+                engine: Any, args: argparse.Namespace, tick: Any) -> tuple[list[RunRecord],
+                                                                      list[str]]:
+    """The runs of one workload at one rate; the modes' order turns with each run so that no
+    mode always goes first (cold caches); errors are reported, not fatal."""
+    records: list[RunRecord] = []
+    problems: list[str] = []
+    for run in range(args.runs):
+        tname, text = texts[run % len(texts)]
+        order = MODES[run % len(MODES):] + MODES[:run % len(MODES)]
+        got: dict[str, RunRecord] = {}
+        for mode in order:
+            tick(f"{benches[mode].workload.name} {tname} {mode} @ {_label(rate)}")
+            backend, sampling = backend_for(engine, text, rate, run)
+            try:
+                got[mode] = await benches[mode].run(tname, backend, rate=rate, run=run,
+                                                    sampling=sampling, backend_name=args.backend)
+            except Exception as exc:  # noqa: BLE001 - one failed run must not lose the others
+                problems.append(f"{tname} run {run} {mode}: {type(exc).__name__}: {exc}")
+        records.extend(got[m] for m in MODES if m in got)
+        if len({r.result for r in got.values() if not r.aborted}) > 1:
+            problems.append(f"{tname} run {run}: the modes' tool results differ")
+    return records, problems
+
+
+async def _warm_up(engine: Any, texts: list[tuple[str, str]], bench: ModeBench) -> None:
+    """Decode each transcript once, untimed: the engine compiles each forced choice's grammar
+    on its first request, which would otherwise fall on whichever mode comes first."""
+    for tname, text in texts:
+        backend, sampling = backend_for(engine, text, None, 0)
+        await bench.run(tname, backend, rate=None, sampling=sampling, backend_name="warm-up")
+
+
 async def run_bench(args: argparse.Namespace, progress: Any = None) -> dict[str, Any]:
     """Run the workloads; return every figure (what ``results.json`` holds)."""
+    from ..tools.search import aclose_shared_client
     from .search_server import SearchServer
     from .shop_db import make_shop_db
 
     names = args.workloads.split(",")
     rates, engine = await _backends(args)
     records: list[RunRecord] = []
+    problems: list[str] = []
     total = len(rates) * len(names) * args.runs * len(MODES)
     task = progress.add_task("runs", total=total) if progress is not None else None
+
+    def tick(description: str) -> None:
+        if progress is not None:
+            progress.update(task, description=description, advance=1)
+
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="conveyor-bench-") as tmp, \
             SearchServer(latency_s=args.search_latency) as server:
@@ -114,32 +155,30 @@ async def run_bench(args: argparse.Namespace, progress: Any = None) -> dict[str,
             for name in names:
                 wl = WORKLOADS[name]
                 benches = {m: ModeBench(wl, env, m) for m in MODES}
+                texts = list(wl.transcripts.items())
                 try:
-                    texts = list(wl.transcripts.items())
+                    if engine is not None:
+                        await _warm_up(engine, texts, benches["sequential"])
                     for rate in rates:
-                        for run in range(args.runs):
-                            tname, text = texts[run % len(texts)]
-                            for mode, bench in benches.items():
-                                if progress is not None:
-                                    progress.update(task, description=(
-                                        f"{name} {tname} {mode} @ {_label(rate)}"))
-                                backend, sampling = backend_for(engine, text, rate, run)
-                                records.append(await bench.run(
-                                    tname, backend, rate=rate, sampling=sampling,
-                                    backend_name=args.backend))
-                                if progress is not None:
-                                    progress.advance(task)
-                        if progress is not None:      # a line per cell, also in a log file
-                            progress.console.print(_cell_line(records, name, rate))
+                        got, bad = await _cell(benches, texts, rate, engine, args, tick)
+                        records += got
+                        problems += [f"{name} @ {_label(rate)}: {p}" for p in bad]
+                        if progress is not None and got:   # a line per cell, also in a log
+                            progress.console.print(_cell_line(got, name, rate))
                 finally:
                     for bench in benches.values():
-                        bench.close()
+                        with contextlib.suppress(Exception):
+                            bench.close()
         finally:
+            await aclose_shared_client()
             if engine is not None:
                 await engine.aclose()
+    for problem in problems:
+        if progress is not None:
+            progress.console.print(f"[yellow]problem:[/yellow] {problem}")
     return {"machine": _machine(), "backend": args.backend, "rates": rates,
             "runs": args.runs, "search_latency_s": args.search_latency,
-            "wall_s": round(time.perf_counter() - started, 1),
+            "wall_s": round(time.perf_counter() - started, 1), "problems": problems,
             "summary": summarize(records), "records": [r.as_dict() for r in records]}
 
 
@@ -156,9 +195,8 @@ def _plots(out: Path, records: list[dict[str, Any]], rate: float | None) -> list
         if not partial:
             continue
         pick = partial[len(partial) // 2]
-        idx = cell.index(pick)
         runs = [RunRecord(**{**r, "spans": [Span(**s) for s in r["spans"]]})
-                for r in cell[idx - len(MODES) + 1: idx + 1]]
+                for r in cell if r["run"] == pick["run"]]
         title = (f"{name} ({pick['transcript']}) at "
                  f"{'the engine' if rate is None else f'{rate:g} tokens/s'}")
         made.append(str(plot_timeline(out / f"timeline_{name}.png", title, runs)))

@@ -78,8 +78,8 @@ class ModeBench:
         self.schemas = [_schema(t) for t in self.tools]
 
     async def run(self, name: str, backend: Backend, *, rate: float | None,
-                  backend_name: str = "replay", sampling: dict[str, Any] | None = None
-                  ) -> RunRecord:
+                  backend_name: str = "replay", sampling: dict[str, Any] | None = None,
+                  run: int = 0) -> RunRecord:
         """Decode transcript ``name`` from ``backend``, run the tools, time it all."""
         from langchain_core.messages import AIMessage
         from langchain_core.messages.tool import tool_call
@@ -108,21 +108,28 @@ class ModeBench:
         record = RunRecord(self.workload.name, name, self.mode, rate, backend_name,
                            latency_s=end - t0, decode_s=decode_end - t0,
                            tokens=result.token_counts()[1], aborted=result.abort is not None,
-                           result="\n".join(replies))
+                           run=run, result="\n".join(replies))
         record.spans.append(Span("decode", 0.0, decode_end - t0, "decode"))
         if self.mode == "partial":
-            pieces, abort_at = self.workload.pieces(self.trace, marks)
-            record.spans.extend(Span(p.label, p.start - t0, p.end - t0) for p in pieces)
-            if pieces or result.abort is None:
+            pieces, abort_at, complete = self.workload.pieces(self.trace, marks)
+            complete = complete and not any(t.reran for t in session.timings.values())
+            if complete and (pieces or not record.aborted):
+                record.spans.extend(Span(p.label, p.start - t0, p.end - t0) for p in pieces)
                 record.ideal_s = ideal_latency(pieces, decode_end,
                                                abort_at=abort_at if record.aborted else None) - t0
-        else:
-            record.spans.extend(Span(label, s - t0, e - t0) for label, s, e in self.trace.spans)
+                return record
+            record.incomplete = True      # show what ran; no bound from partial information
+        record.spans.extend(Span(label, s - t0, e - t0) for label, s, e in self.trace.spans)
         return record
 
     def close(self) -> None:
-        """Stop the scheduler (its loop thread and pool)."""
-        self.sched.close()
+        """Close the HTTP client of the scheduler's loop; stop the scheduler."""
+        from ..tools.search import aclose_shared_client
+
+        try:
+            self.sched.submit(aclose_shared_client()).result(timeout=10)
+        finally:
+            self.sched.close()
 
 
 def _schema(tool: Any) -> dict[str, Any]:

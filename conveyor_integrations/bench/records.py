@@ -55,6 +55,10 @@ class RunRecord:
     ideal_s: float | None = None
     """The pipeline bound from this run's own piece times (partial runs only)."""
     aborted: bool = False
+    run: int = 0
+    """The run's number in its cell (the modes of one run decode the same transcript)."""
+    incomplete: bool = False
+    """Partial runs: some piece did not run early or ran again, so ``ideal_s`` is None."""
     result: str = ""
     """The tool results the framework got, joined (to check that every way agrees)."""
 

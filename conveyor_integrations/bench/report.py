@@ -65,6 +65,10 @@ def _rate(rate: float | None) -> str:
     return "engine" if rate is None else f"{rate:g}"
 
 
+def _pct(value: float | None) -> str:
+    return "" if value is None else f"{value:.1f}%"
+
+
 def _cells(row: dict[str, Any]) -> list[str]:
     lat, red = row["latency_s"], row["reduction_pct"]
 
@@ -75,7 +79,7 @@ def _cells(row: dict[str, Any]) -> list[str]:
     ratio = row.get("ratio_to_ideal")
     return [row["workload"], _rate(row["rate"]), f"{row['decode_s']:.2f}", fmt("sequential"),
             fmt("complete_call"), fmt("partial"), fmt("ideal"),
-            f"{red.get('complete_call', 0):.1f}%", f"{red.get('partial', 0):.1f}%",
+            _pct(red.get("complete_call")), _pct(red.get("partial")),
             "" if ratio is None else f"{ratio:.3f}"]
 
 

@@ -28,10 +28,15 @@ from typing import Any
 
 from ..events import Event
 
-__all__ = ["Env", "Mark", "Piece", "Trace", "Workload", "ideal_latency", "lc_tool", "marks_of"]
+__all__ = ["Env", "Mark", "Piece", "Pieces", "Trace", "Workload", "ideal_latency", "lc_tool", "marks_of"]
 
 Mark = tuple[float, Event]
 """``(perf_counter when the parser emitted it, event)``."""
+
+Pieces = tuple[list["Piece"], int | None, bool]
+"""A partial run's pieces in order, the index of the one that aborted decoding (or None), and
+whether they are complete: every piece the parser emitted ran early, once, and no part of the
+call ran again on the complete arguments (otherwise no ideal is computed for the run)."""
 
 
 @dataclass
@@ -149,8 +154,8 @@ class Workload(ABC):
         """The LangChain tools for ``mode``, registered with ``sched`` when decorated."""
 
     @abstractmethod
-    def pieces(self, trace: Trace, marks: list[Mark]) -> tuple[list[Piece], int | None]:
-        """The partial run's pieces in order, and the index of the piece that aborted (if any)."""
+    def pieces(self, trace: Trace, marks: list[Mark]) -> Pieces:
+        """The partial run's pieces (see :data:`Pieces`)."""
 
     @staticmethod
     def decorate(tool: Any, mode: str, sched: Any, **strategy: Any) -> Any:

@@ -27,7 +27,7 @@ from ..tools.search import HttpOptions, http_get_text
 from ..tools.sql import SQLExecution, StatementSplitter, run_sql_script
 from ..tools.validate import ValidateExecution, validation_errors
 from . import transcripts as tx
-from .workload import Env, Mark, Piece, Trace, Workload, lc_tool, marks_of
+from .workload import Env, Mark, Piece, Pieces, Trace, Workload, lc_tool, marks_of
 
 __all__ = ["WORKLOADS", "Customer"]
 
@@ -53,11 +53,12 @@ class CodeGen(Workload):
         return [self.decorate(tool, mode, sched, stream="code", unit="statement",
                               execution=trace.made(lambda: PythonExecution(limits=LIMITS)))]
 
-    def pieces(self, trace: Trace, marks: list[Mark]) -> tuple[list[Piece], int | None]:
+    def pieces(self, trace: Trace, marks: list[Mark]) -> Pieces:
         ex: PythonExecution = trace.executions[-1]
         chunks = marks_of(marks, TextChunk, ("code",))
-        return [Piece(_first_line(st.source), t, st.started, st.ended, _chain(i))
-                for i, (st, (t, _)) in enumerate(zip(ex.statements, chunks))], None
+        pieces = [Piece(_first_line(st.source), t, st.started, st.ended, _chain(i))
+                  for i, (st, (t, _)) in enumerate(zip(ex.statements, chunks))]
+        return pieces, None, len(ex.statements) == len(chunks) and not trace.spans
 
 
 class Search(Workload):
@@ -77,10 +78,11 @@ class Search(Workload):
         outline = lc_tool(write_outline, "write_outline", "Save the outline of a report.")
         return [self.decorate(search, mode, sched, items="queries"), outline]
 
-    def pieces(self, trace: Trace, marks: list[Mark]) -> tuple[list[Piece], int | None]:
+    def pieces(self, trace: Trace, marks: list[Mark]) -> Pieces:
         spans = {label: (s, e) for label, s, e in trace.spans}
-        return [Piece(ev.value, t, *spans[ev.value])
-                for t, ev in marks_of(marks, ItemDone, ("queries",)) if ev.value in spans], None
+        items = marks_of(marks, ItemDone, ("queries",))
+        pieces = [Piece(ev.value, t, *spans[ev.value]) for t, ev in items if ev.value in spans]
+        return pieces, None, len(pieces) == len(items) == len(trace.spans)
 
 
 class Planning(Workload):
@@ -105,7 +107,7 @@ class Planning(Workload):
         return [self.decorate(tool, mode, sched, stream="plan", unit="line",
                               execution=trace.made(lambda: PlanExecution(steps)))]
 
-    def pieces(self, trace: Trace, marks: list[Mark]) -> tuple[list[Piece], int | None]:
+    def pieces(self, trace: Trace, marks: list[Mark]) -> Pieces:
         ex: PlanExecution = trace.executions[-1]
         final: dict[int, float] = {}
         for t, ev in marks_of(marks, TextChunk, ("plan",)):
@@ -115,9 +117,10 @@ class Planning(Workload):
         records = [r for _, r in sorted(ex.runner.steps.items())
                    if r.started is not None and r.ended is not None and r.number in final]
         index = {r.number: i for i, r in enumerate(records)}
-        return [Piece(f"{r.number}. {r.name}", final[r.number], r.started or 0.0,
-                      r.ended or 0.0, tuple(index[d] for d in r.deps if d in index))
-                for r in records], None
+        pieces = [Piece(f"{r.number}. {r.name}", final[r.number], r.started or 0.0,
+                        r.ended or 0.0, tuple(index[d] for d in r.deps if d in index))
+                  for r in records]
+        return pieces, None, len(pieces) == len(final) == len(trace.spans)
 
 
 class Customer(BaseModel):
@@ -173,12 +176,13 @@ class Validation(Workload):
         return [self.decorate(tool, mode, sched, execution=trace.made(
             lambda: _TimedValidate(trace, run=register, model=Customer)))]
 
-    def pieces(self, trace: Trace, marks: list[Mark]) -> tuple[list[Piece], int | None]:
+    def pieces(self, trace: Trace, marks: list[Mark]) -> Pieces:
         ex: _TimedValidate = trace.executions[-1]
         final = {ev.path[0]: t for t, ev in marks_of(marks, FieldDone) if len(ev.path) == 1}
         pieces = [Piece(label, final[label[6:]], s, e) for label, s, e in trace.spans
                   if label.startswith("check ") and label[6:] in final]
-        return pieces, (len(pieces) - 1 if ex.failed and pieces else None)
+        complete = len(pieces) == len(ex.checked) == len(trace.spans)
+        return pieces, (len(pieces) - 1 if ex.failed and pieces else None), complete
 
 
 class SQL(Workload):
@@ -191,13 +195,14 @@ class SQL(Workload):
         return [self.decorate(tool, mode, sched, stream="query", unit="line",
                               execution=trace.made(lambda: SQLExecution(env.db_path)))]
 
-    def pieces(self, trace: Trace, marks: list[Mark]) -> tuple[list[Piece], int | None]:
+    def pieces(self, trace: Trace, marks: list[Mark]) -> Pieces:
         ex: SQLExecution = trace.executions[-1]
         splitter, final = StatementSplitter(), list[float]()
         for t, ev in marks_of(marks, TextChunk, ("query",)):
             final.extend(t for _ in splitter.feed(ev.text))
-        return [Piece(_first_line(stmt), d, s, e, _chain(i))
-                for i, ((stmt, s, e), d) in enumerate(zip(ex.spans, final))], None
+        pieces = [Piece(_first_line(stmt), d, s, e, _chain(i))
+                  for i, ((stmt, s, e), d) in enumerate(zip(ex.spans, final))]
+        return pieces, None, len(ex.spans) == len(final) and not trace.spans
 
 
 class Calculator(Workload):
@@ -209,10 +214,11 @@ class Calculator(Workload):
         tool = lc_tool(fn, "calculate", "Evaluate an arithmetic expression.")
         return [self.decorate(tool, mode, sched, start_on=["expression"])]
 
-    def pieces(self, trace: Trace, marks: list[Mark]) -> tuple[list[Piece], int | None]:
+    def pieces(self, trace: Trace, marks: list[Mark]) -> Pieces:
         spans = {label: (s, e) for label, s, e in trace.spans}
-        return [Piece(ev.value, t, *spans[ev.value]) for t, ev in
-                marks_of(marks, FieldDone, ("expression",)) if ev.value in spans], None
+        pieces = [Piece(ev.value, t, *spans[ev.value]) for t, ev in
+                  marks_of(marks, FieldDone, ("expression",)) if ev.value in spans]
+        return pieces, None, len(pieces) == len(trace.spans) == 1
 
 
 WORKLOADS: dict[str, Workload] = {w.name: w for w in (

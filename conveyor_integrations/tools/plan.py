@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
@@ -75,7 +76,7 @@ class StepRecord:
     result: Any = None
     error: str | None = None
     started: float | None = None
-    """Loop time when the tool began (``None``: it never ran)."""
+    """``time.perf_counter()`` when the tool began (``None``: it never ran)."""
     ended: float | None = None
     done: asyncio.Future[Any] | None = field(default=None, repr=False)
 
@@ -183,7 +184,7 @@ class PlanRunner:
             results[d] = dep.result
         fn = self.tools[rec.name]
         loop = asyncio.get_running_loop()
-        rec.started = loop.time()
+        rec.started = time.perf_counter()
         try:
             args = _substitute(rec.args, results)
             positional = args.pop("args") if rec.name not in self.params and "args" in args else []
@@ -192,10 +193,10 @@ class PlanRunner:
             else:
                 value = await loop.run_in_executor(None, lambda: fn(*positional, **args))
         except Exception as exc:  # noqa: BLE001 - a step's error is its outcome
-            rec.ended = loop.time()
+            rec.ended = time.perf_counter()
             self._fail(rec, f"{type(exc).__name__}: {exc}")
             return
-        rec.ended = loop.time()
+        rec.ended = time.perf_counter()
         rec.result = value
         assert rec.done is not None
         rec.done.set_result(value)
