@@ -50,9 +50,9 @@ def test_summary_medians_reductions_and_ratio_to_ideal() -> None:
 
 
 def test_overhead_and_scale_tables() -> None:
-    over = overhead_table([{"case": "hermes", "tokens": 900, "us_per_token": 4.5,
-                            "share_at_50_tok_s": 4.5 * 50 / 1e6}])
-    assert "| hermes | 900 | 4.50 | 0.023 % |" in over
+    over = overhead_table([{"case": "hermes", "tokens": 900, "us_per_token": 6.0,
+                            "share_at_50_tok_s": 6.0 * 50 / 1e6}])
+    assert "| hermes | 900 | 6.00 | 0.030 % |" in over
     scale = scale_table([{"streams": 256, "tokens": 24000, "aggregate_tokens_per_s": 10800.4,
                           "dispatch_p50_ms": 0.151, "dispatch_p99_ms": 2.999,
                           "dispatch_max_ms": 7.4, "pieces": 2304, "lost": 0, "duplicated": 1}])
