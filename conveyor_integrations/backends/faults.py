@@ -84,16 +84,7 @@ class FaultyReplay(Replay):
     async def stream(self, request: ChatRequest) -> AsyncIterator[Delta]:
         """Replay the next transcript with this stream's faults."""
         rng = self.fault_rng
-        if self._next >= len(self.turns):
-            if not self.cycle:
-                raise BackendError(f"FaultyReplay has no transcript left for call {self._next + 1}")
-            self._next = 0
-        transcript = self.turns[self._next]
-        self._next += 1
-        self.requests.append(request)
-        deltas = self.tokens(transcript)
-        self.emitted.append(0)
-        slot = len(self.emitted) - 1
+        deltas, slot = self._take(request)
         n = len(deltas)
         as_dict = bool(deltas) and isinstance(deltas[0], dict)
         for _ in range(self.garbage):

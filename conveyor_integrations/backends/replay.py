@@ -115,19 +115,22 @@ class Replay:
                 out.append(dict(extra))
         return out or [dict(delta)]
 
-    async def stream(self, request: ChatRequest) -> AsyncIterator[Delta]:
-        """Replay the next transcript, paced."""
+    def _take(self, request: ChatRequest) -> tuple[list[Delta], int]:
+        """The next transcript's deltas and its slot in ``emitted``; records the request."""
         if self._next >= len(self.turns):
             if not self.cycle:
-                raise BackendError(f"Replay has no transcript left for call {self._next + 1} "
-                                   f"(it was given {len(self.turns)})")
+                raise BackendError(f"{type(self).__name__} has no transcript left for call "
+                                   f"{self._next + 1} (it was given {len(self.turns)})")
             self._next = 0
         transcript = self.turns[self._next]
         self._next += 1
         self.requests.append(request)
-        deltas = self.tokens(transcript)
         self.emitted.append(0)
-        slot = len(self.emitted) - 1
+        return self.tokens(transcript), len(self.emitted) - 1
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[Delta]:
+        """Replay the next transcript, paced."""
+        deltas, slot = self._take(request)
         rate = self.tokens_per_s
         t0 = time.perf_counter()
         for k, delta in enumerate(deltas):

@@ -28,7 +28,7 @@ from ..parsing import get_parser
 from ..scheduler import Scheduler
 from ..turn import TurnCollector, stream_turn
 from .records import RunRecord, Span
-from .workload import Env, Mark, Trace, Workload, ideal_latency
+from .workload import Env, Mark, StampingParser, Trace, Workload, ideal_latency
 
 __all__ = ["ModeBench", "tool_graph"]
 
@@ -45,25 +45,6 @@ def tool_graph(tools: list[Any]) -> Any:
     graph.add_edge(START, "tools")
     graph.add_edge("tools", END)
     return graph.compile()
-
-
-class _MarkingParser:
-    """The parser, stamping each event when it is emitted (before the session routes it)."""
-
-    def __init__(self, parser: Any, marks: list[Mark]) -> None:
-        self._parser, self._marks = parser, marks
-
-    def _mark(self, events: list[Any]) -> list[Any]:
-        if events:
-            now = time.perf_counter()
-            self._marks.extend((now, ev) for ev in events if isinstance(ev, _MARKED))
-        return events
-
-    def feed(self, delta: Any) -> list[Any]:
-        return self._mark(self._parser.feed(delta))
-
-    def close(self) -> list[Any]:
-        return self._mark(self._parser.close())
 
 
 class ModeBench:
@@ -86,7 +67,10 @@ class ModeBench:
 
         self.trace.reset()
         marks: list[Mark] = []
-        parser = _MarkingParser(get_parser("hermes", streams=self.sched.parser_streams()), marks)
+        parser = StampingParser(
+            get_parser("hermes", streams=self.sched.parser_streams()),
+            lambda now, events: marks.extend((now, ev) for ev in events
+                                             if isinstance(ev, _MARKED)))
         request = ChatRequest([{"role": "user", "content": f"benchmark task {name}"}], tools=self.schemas,
                               sampling=dict(sampling or {}))
         t0 = time.perf_counter()

@@ -29,17 +29,17 @@ import json
 import statistics
 import time
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..backends.base import ChatRequest
 from ..backends.replay import Replay
 from ..events import Event, ItemDone, TextChunk
 from ..parsing import get_parser
-from ..parsing.base import ToolCallParser
 from ..partial import partial_tool
 from ..scheduler import Scheduler
 from ..turn import TurnCollector, stream_turn
+from .workload import StampingParser
 
 __all__ = ["ameasure_scale", "measure_scale", "transcript"]
 
@@ -68,27 +68,17 @@ def transcript(request: int, calls: int, pieces: int = 3) -> tuple[str, list[Any
     return "".join(parts), expected
 
 
-class _Stamped:
-    """A parser that notes when it emitted each piece event (keyed by the piece's text)."""
+def _stamper(stamps: dict[str, float]) -> Callable[[float, list[Event]], None]:
+    """Note when each piece event was emitted, keyed by the piece's text."""
 
-    def __init__(self, parser: ToolCallParser, stamps: dict[str, float]) -> None:
-        self._parser, self._stamps = parser, stamps
+    def note(now: float, events: list[Event]) -> None:
+        for ev in events:
+            if isinstance(ev, ItemDone):
+                stamps[str(ev.value)] = now
+            elif isinstance(ev, TextChunk):
+                stamps[ev.text.rstrip("\n")] = now
 
-    def _note(self, events: list[Event]) -> list[Event]:
-        if events:
-            now = time.perf_counter()
-            for ev in events:
-                if isinstance(ev, ItemDone):
-                    self._stamps[str(ev.value)] = now
-                elif isinstance(ev, TextChunk):
-                    self._stamps[ev.text.rstrip("\n")] = now
-        return events
-
-    def feed(self, delta: str | Mapping[str, Any]) -> list[Event]:
-        return self._note(self._parser.feed(delta))
-
-    def close(self) -> list[Event]:
-        return self._note(self._parser.close())
+    return note
 
 
 class _Tally:
@@ -103,7 +93,8 @@ async def _request(sched: Scheduler, r: int, calls: int, pieces: int,
                    tokens_per_s: float | None, tally: _Tally) -> None:
     text, expected = transcript(r, calls, pieces)
     replay = Replay(text, tokens_per_s=tokens_per_s, seed=r)
-    parser = _Stamped(get_parser("hermes", streams=sched.parser_streams()), tally.stamps)
+    parser = StampingParser(get_parser("hermes", streams=sched.parser_streams()),
+                            _stamper(tally.stamps))
     session = sched.session(f"scale-{r}")
     collector = TurnCollector(session)
     async for delta, events in stream_turn(replay, ChatRequest([]), parser=parser,

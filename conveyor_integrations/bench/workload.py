@@ -28,7 +28,7 @@ from typing import Any
 
 from ..events import Event
 
-__all__ = ["Env", "Mark", "Piece", "Pieces", "Trace", "Workload", "ideal_latency", "lc_tool", "marks_of"]
+__all__ = ["Env", "Mark", "Piece", "Pieces", "StampingParser", "Trace", "Workload", "ideal_latency", "lc_tool", "marks_of"]
 
 Mark = tuple[float, Event]
 """``(perf_counter when the parser emitted it, event)``."""
@@ -37,6 +37,25 @@ Pieces = tuple[list["Piece"], int | None, bool]
 """A partial run's pieces in order, the index of the one that aborted decoding (or None), and
 whether they are complete: every piece the parser emitted ran early, once, and no part of the
 call ran again on the complete arguments (otherwise no ideal is computed for the run)."""
+
+
+class StampingParser:
+    """A parser that hands each batch of events, with the moment it emitted them (before the
+    session routes them), to ``note(now, events)``; otherwise the parser itself."""
+
+    def __init__(self, parser: Any, note: Callable[[float, list[Event]], None]) -> None:
+        self._parser, self._note = parser, note
+
+    def _stamp(self, events: list[Event]) -> list[Event]:
+        if events:
+            self._note(time.perf_counter(), events)
+        return events
+
+    def feed(self, delta: Any) -> list[Event]:
+        return self._stamp(self._parser.feed(delta))
+
+    def close(self) -> list[Event]:
+        return self._stamp(self._parser.close())
 
 
 @dataclass
