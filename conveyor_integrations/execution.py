@@ -1,9 +1,11 @@
-"""One early execution of one tool call, as the scheduler's loop runs it.
+"""One early execution of one tool call, on the loop that drives the call's stream.
 
-Events for the call are queued in decoding order and one task feeds them to the user's
+Events for the call are queued in decoding order and one task feeds them to the tool's
 ``PartialExecution``, so ``feed`` is never re-entered and never reordered. Each step is bounded by
-the tool's ``timeout``. The result lands in a ``concurrent.futures.Future`` that any thread may
-wait on. Internal: users meet it only through ``Scheduler.claim``.
+the tool's ``timeout``. Async tool bodies run on the execution's loop (the caller's, where its
+resources live); synchronous ones on the scheduler's thread pool. The result lands in a
+``concurrent.futures.Future`` that any thread may wait on. The execution knows its owner only
+through the :class:`Hooks` it is given. Internal: users meet it through ``Scheduler.claim``.
 """
 
 from __future__ import annotations
@@ -14,73 +16,89 @@ import contextvars
 import logging
 import time
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from typing import Any
 
 from .errors import EarlyAbort, ResultDropped, ToolTimeout
-from .events import CallDone, CallEvent, CallMalformed, CallStarted, FieldDone, ItemDone, TextChunk
-from .partial import ToolSpec
-from .strategies import CompleteCall, EachItem, StartOn, StreamPieces
+from .events import CallDone, CallEvent, CallMalformed, CallStarted
+from .spec import ToolSpec
+from .strategies import CompleteCall
 from .timings import CallTiming
 
-if TYPE_CHECKING:
-    from .scheduler import Scheduler
-    from .session import RequestSession
-
-__all__ = ["Execution"]
+__all__ = ["Execution", "Hooks"]
 
 _log = logging.getLogger("conveyor_integrations")
-_BUILTIN = (StartOn, StreamPieces, EachItem, CompleteCall)
+
+
+@dataclass(frozen=True, slots=True)
+class Hooks:
+    """What an execution tells its owner (called on the execution's loop)."""
+
+    on_abort: Callable[[Execution, EarlyAbort], None]
+    """It raised ``EarlyAbort``: stop decoding."""
+    on_waiting: Callable[[Execution], None]
+    """Its call is complete (or aborted): it now waits to be claimed."""
 
 
 class Execution:
-    """State of one call's early execution (lives on the scheduler's loop)."""
+    """State of one call's early execution (lives on ``loop``)."""
 
-    def __init__(self, sched: Scheduler, session: RequestSession, call_id: str, spec: ToolSpec,
-                 timing: CallTiming) -> None:
-        self.sched, self.session, self.spec, self.timing = sched, session, spec, timing
-        self.call_id, self.name = call_id, spec.name
+    def __init__(self, spec: ToolSpec, call_id: str, timing: CallTiming, *,
+                 loop: asyncio.AbstractEventLoop, pool: Executor, hooks: Hooks,
+                 complete_only: bool = False, owner: object = None,
+                 claim_timeout: float = 300.0) -> None:
+        self.spec, self.call_id, self.timing, self.loop = spec, call_id, timing, loop
+        self._pool, self._hooks = pool, hooks
+        self.owner = owner
+        """The scheduler that started it (closing that scheduler drops it)."""
+        self.claim_timeout = claim_timeout
+        """Seconds it waits to be claimed once its call is complete."""
         self.result: concurrent.futures.Future[Any] = concurrent.futures.Future()
-        self.args_key: tuple[str, str] | None = None
         self.final_args: dict[str, Any] | None = None
+        """The complete call's arguments as the tool sees them (``spec.tool_args``)."""
         self.aborted = False
         self.dropped = False
-        self._queue: deque[CallEvent] | None = None
+        self._queue: deque[CallEvent] = deque()
         self._wake: asyncio.Future[None] | None = None
         self._task: asyncio.Task[None] | None = None
-        self._expiry: asyncio.TimerHandle | None = None
-        self.claimed = False
-        """Set (from the claiming thread) once the result is taken: no expiry timer after that."""
-        self.impl = spec.make_execution(_Runner(self))
+        runner = _Runner(self)
+        self.impl = CompleteCall(runner) if complete_only else spec.make_execution(runner)
 
-    # -- called on the scheduler's loop ---------------------------------------------------------
+    # -- on the loop -------------------------------------------------------------------------
     def put(self, event: CallEvent) -> None:
-        """Queue one event (on the loop); the first one starts the worker task."""
+        """Queue one event; the first one starts the worker task."""
         if self.dropped or self.aborted:
             return
-        if self._queue is None:
-            self._queue = deque()
-            self._task = asyncio.get_running_loop().create_task(self._work())
         if isinstance(event, CallMalformed):
-            if not self.aborted:
-                asyncio.get_running_loop().create_task(
-                    self.drop(f"call malformed: {event.reason}", status="malformed"))
+            self._drop_task(f"call malformed: {event.reason}", "malformed")
             return
+        if self._task is None:
+            # an empty context: the execution must not inherit the run config (LangChain's
+            # callbacks) of the model call whose stream started it
+            self._task = self.loop.create_task(self._work(), context=contextvars.Context())
         if isinstance(event, CallDone):
-            self._arm_expiry(asyncio.get_running_loop())
+            self.final_args = self.spec.tool_args(event.args)
+            self._hooks.on_waiting(self)
         self._queue.append(event)
         wake = self._wake
         if wake is not None and not wake.done():
             wake.set_result(None)
 
     async def _run_tool(self, args: dict[str, Any]) -> Any:
-        if self.timing.tool_start is None:
-            self.timing.tool_start = time.perf_counter()
-            self.timing.early = self.timing.args_final is None or self.timing.tool_start < (
-                self.session.decode_end or float("inf"))
+        timing = self.timing
         if self.spec.is_async:
+            if timing.tool_start is None:
+                timing.tool_start = time.perf_counter()
             return await self.spec.run(args)
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.sched.pool, self.spec.run, args)
+
+        def body() -> Any:
+            if timing.tool_start is None:       # stamped when the body really starts
+                timing.tool_start = time.perf_counter()
+            return self.spec.run(args)
+
+        return await self.loop.run_in_executor(self._pool, body)
 
     async def _step(self, coro: Any) -> Any:
         if self.spec.timeout is None:
@@ -89,43 +107,37 @@ class Execution:
             async with asyncio.timeout(self.spec.timeout):
                 return await coro
         except TimeoutError:
-            raise ToolTimeout(f"tool {self.name!r} ran past its timeout of "
+            raise ToolTimeout(f"tool {self.spec.name!r} ran past its timeout of "
                               f"{self.spec.timeout} s") from None
 
     async def _work(self) -> None:
-        queue = self._queue
-        assert queue is not None
-        impl, timing = self.impl, self.timing
-        custom = not isinstance(impl, _BUILTIN)
-        loop = asyncio.get_running_loop()
+        queue, impl, timing = self._queue, self.impl, self.timing
         try:
             while True:
                 while not queue:
-                    self._wake = loop.create_future()
+                    self._wake = self.loop.create_future()
                     await self._wake
                 event = queue.popleft()
                 if isinstance(event, CallStarted):
-                    if custom and timing.tool_start is None:
-                        # a user's execution works from its start(): count it as the tool's
-                        timing.tool_start, timing.early = time.perf_counter(), True
-                    await self._step(impl.start(event))
-                elif isinstance(event, (FieldDone, TextChunk, ItemDone)):
-                    await self._step(impl.feed(event))
+                    if self.spec.custom and timing.tool_start is None:
+                        timing.tool_start = time.perf_counter()   # a user's execution works
+                    await self._step(impl.start(event))            # from its start()
                 elif isinstance(event, CallDone):
-                    value = await self._step(impl.finish(dict(event.args)))
-                    timing.tool_end = time.perf_counter()
-                    timing.status = "ok"
+                    assert self.final_args is not None
+                    value = await self._step(impl.finish(dict(self.final_args)))
+                    timing.tool_end, timing.status = time.perf_counter(), "ok"
                     self._settle(value, None)
                     return
+                elif not isinstance(event, CallMalformed):
+                    await self._step(impl.feed(event))
         except EarlyAbort as exc:
             self.aborted = True
             timing.status, timing.tool_end = "aborted", time.perf_counter()
             if timing.tool_start is None:
                 timing.tool_start = timing.tool_end
-            timing.early = True
             self._settle(None, exc)
-            self.session._on_abort(self, exc)
-            self._arm_expiry(loop)   # nobody may claim the abort: it expires like a result
+            self._hooks.on_abort(self, exc)
+            self._hooks.on_waiting(self)    # nobody may claim the abort: it expires like a result
             await self._quiet_cancel()
         except asyncio.CancelledError:
             await self._quiet_cancel()
@@ -148,21 +160,13 @@ class Execution:
         try:
             await asyncio.shield(self.impl.cancel())
         except Exception:  # noqa: BLE001 - cancel errors must not hide the original outcome
-            _log.warning("cancel() of the execution of %r (%s) raised", self.call_id, self.name,
-                         exc_info=True)
-
-    def _expire(self) -> None:
-        if self.sched._discard(self):
-            asyncio.get_running_loop().create_task(
-                self.drop(f"result of {self.call_id!r} expired unclaimed after "
-                          f"{self.sched.claim_timeout} s", status="dropped"))
+            _log.warning("cancel() of the execution of %r (%s) raised", self.call_id,
+                         self.spec.name, exc_info=True)
 
     async def drop(self, reason: str, *, status: str = "dropped",
                    exc: BaseException | None = None) -> None:
         """Cancel the work, reap it, and make the result a :class:`ResultDropped`."""
         self.dropped = True
-        if self._expiry is not None:
-            self._expiry.cancel()
         if self.timing.status in ("pending", "ok", "error"):
             self.timing.status = status
         task = self._task
@@ -175,42 +179,35 @@ class Execution:
         if not self.result.cancelled() and self.result.done():
             self.result.exception()  # mark retrieved: nobody will claim a dropped result
 
-    # -- called by claimers, on any thread -----------------------------------------------------
-    def on_claimed(self) -> None:
-        """The result is taken: stop the unclaimed-result timer (or keep it from being armed)."""
-        self.claimed = True
-        self.sched.call_soon(self._cancel_expiry)
+    def _drop_task(self, reason: str, status: str = "dropped",
+                   exc: BaseException | None = None) -> None:
+        self.loop.create_task(self.drop(reason, status=status, exc=exc),
+                              context=contextvars.Context())
 
-    def _cancel_expiry(self) -> None:
-        if self._expiry is not None:
-            self._expiry.cancel()
-            self._expiry = None
-
-    def _arm_expiry(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Start the unclaimed-result timer, unless the result is already taken or gone.
-
-        The timer runs in an empty context, so it holds on to no caller's context variables.
-        """
-        if self._expiry is None and not self.claimed and self.sched.holds(self):
-            self._expiry = loop.call_later(self.sched.claim_timeout, self._expire,
-                                           context=contextvars.Context())
+    # -- from any thread ---------------------------------------------------------------------
+    def drop_soon(self, reason: str, *, status: str = "dropped",
+                  exc: BaseException | None = None) -> None:
+        """:meth:`drop` scheduled on the execution's loop, from any thread."""
+        try:
+            self.loop.call_soon_threadsafe(self._drop_task, reason, status, exc)
+        except RuntimeError:     # the loop has closed: its tasks were cancelled with it
+            self.dropped = True
+            self._settle(None, exc or ResultDropped(reason))
 
     def differs(self, claim_args: Any) -> bool:
         """The framework invokes the tool with other arguments than the call was decoded with."""
-        if claim_args is None or self.final_args is None:
+        if claim_args is None or self.final_args is None or not isinstance(claim_args, dict):
             return False
-        from .scheduler import canonical_args
-
-        return canonical_args(claim_args) != canonical_args(self.final_args)
+        return self.spec.tool_args(claim_args) != self.final_args
 
 
 class _Runner:
-    """The runner handed to strategies: runs the tool, records when it started."""
+    """The runner handed to strategies: runs the tool's body, knows the tool's spec."""
 
-    __slots__ = ("_ex",)
+    __slots__ = ("_ex", "spec")
 
     def __init__(self, ex: Execution) -> None:
-        self._ex = ex
+        self._ex, self.spec = ex, ex.spec
 
     async def __call__(self, args: dict[str, Any]) -> Any:
         return await self._ex._run_tool(args)
@@ -218,4 +215,4 @@ class _Runner:
     def restart(self) -> None:
         """The early work was void; the tool runs again on the complete arguments from now."""
         timing = self._ex.timing
-        timing.tool_start, timing.early, timing.reran = None, False, True
+        timing.tool_start, timing.reran = None, True

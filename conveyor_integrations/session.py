@@ -1,21 +1,24 @@
-"""One request's view of the scheduler: feed it a parser's events while the model decodes.
+"""One request: feed it a parser's events while the model decodes.
 
-``handle(events)`` runs on the thread that drives the stream. It does the per-call bookkeeping
-there (timings, which calls are partial) and crosses to the scheduler's loop once per batch of
-call events, never per token; text deltas never cross. After each delta the driver reads
-``session.abort``: when a partial execution raised ``EarlyAbort`` it is set, and the driver stops
-decoding. Example::
+A session belongs to one event loop, the loop that drives the model's stream, and its early
+executions run there. ``handle(events)`` does the per-call bookkeeping (timings, what the
+request's policy lets start) and hands the call events to the executions: directly when it runs
+on that loop, or once per batch through ``call_soon_threadsafe`` when it is fed from a thread
+that has no loop (a LangChain callback handler under a sync ``invoke``). Text deltas never
+cross. After each delta the driver reads ``session.abort``: when an execution raised
+``EarlyAbort`` it is set, and the driver stops decoding. Example::
 
     >>> from conveyor_integrations import partial_tool
     >>> from conveyor_integrations.scheduler import Scheduler
     >>> from conveyor_integrations.events import CallStarted, FieldDone, CallDone
     >>> sched = Scheduler()
-    >>> shout = partial_tool(lambda text: text.upper(), start_on=["text"], scheduler=sched)
-    >>> s = sched.session()
-    >>> s.handle([CallStarted(0, "c1", "<lambda>"), FieldDone(0, ("text",), "hi"),
-    ...           CallDone(0, "c1", "<lambda>", {"text": "hi"})])
+    >>> @partial_tool(start_on=["text"])
+    ... def shout(text: str) -> str: return text.upper()
+    >>> s = sched.session(tools=[shout])
+    >>> s.handle([CallStarted(0, "c1", "shout"), FieldDone(0, ("text",), "hi"),
+    ...           CallDone(0, "c1", "shout", {"text": "hi"})])
     >>> s.finish()
-    >>> sched.claim("c1")
+    >>> sched.claim("c1", spec=shout.conveyor_spec)
     (True, 'HI')
     >>> sched.close()
 """
@@ -23,10 +26,13 @@ decoding. Example::
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import itertools
+import threading
 import time
-from collections.abc import Collection, Iterable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable
+from concurrent.futures import Executor
+from typing import Any
 
 from .errors import EarlyAbort, RequestCancelled
 from .events import (
@@ -40,11 +46,10 @@ from .events import (
     StreamDone,
     TextChunk,
 )
-from .execution import Execution
+from .execution import Execution, Hooks
+from .policy import Policy, Start
+from .store import ResultStore
 from .timings import CallTiming
-
-if TYPE_CHECKING:
-    from .scheduler import Scheduler
 
 __all__ = ["RequestSession"]
 
@@ -55,91 +60,108 @@ _PIECES = (FieldDone, TextChunk, ItemDone)
 class RequestSession:
     """The calls of one model message and their early executions."""
 
-    def __init__(self, sched: Scheduler, request_id: str | None = None, *,
-                 approval_required: Collection[str] = (), tools: Collection[str] | None = None,
-                 run_side_effects: bool = False):
-        self.sched = sched
+    def __init__(self, store: ResultStore, policy: Policy, *, loop: asyncio.AbstractEventLoop,
+                 pool: Executor, request_id: str | None = None, owner: object = None,
+                 claim_timeout: float = 300.0) -> None:
+        self.store, self.policy, self.loop, self._pool = store, policy, loop, pool
+        self._owner, self._claim_timeout = owner, claim_timeout
         self.request_id = request_id or f"session-{next(_session_ids)}"
         self.started = time.perf_counter()
-        self.approval_required = frozenset(approval_required)
-        self.tools = None if tools is None else frozenset(tools)
-        self.run_side_effects = run_side_effects
-        """Start ``side_effects=True`` tools on their complete call (only where nothing can still
-        veto the call: no approval step, no later validation). Off by default: then such tools
-        run only when the framework invokes them."""
         self.timings: dict[int, CallTiming] = {}
         """Per call index, every call of the message (partial or not)."""
         self.abort: EarlyAbort | None = None
-        """Set (from the scheduler's thread) when a partial execution raised ``EarlyAbort``."""
+        """Set (on the session's loop) when an execution raised ``EarlyAbort``."""
         self.abort_call_id: str | None = None
         self.decode_end: float | None = None
         self._execs: dict[int, Execution] = {}
+        self._starts: dict[int, Start] = {}
         self._closed = False
+        self._hooks = Hooks(on_abort=self._on_abort, on_waiting=store.arm_expiry)
+        self._loop_thread: int | None = None
 
     # -- the stream side -------------------------------------------------------------------
     def handle(self, events: Iterable[Event]) -> None:
-        """Route one batch of parser events; cheap, non-blocking, from any thread."""
-        posts: list[tuple[Execution, CallEvent]] | None = None
+        """Route one batch of parser events; cheap and non-blocking."""
+        posts: list[tuple[Execution, CallEvent]] = []
+        execs = self._execs
         for ev in events:
             if isinstance(ev, _PIECES):
-                ex = self._execs.get(ev.index)
-                if ex is not None:
-                    (posts := posts if posts is not None else []).append((ex, ev))
+                ex = execs.get(ev.index)
             elif isinstance(ev, CallStarted):
                 ex = self._on_started(ev)
-                if ex is not None:
-                    (posts := posts if posts is not None else []).append((ex, ev))
             elif isinstance(ev, CallDone):
                 ex = self._on_done(ev)
-                if ex is not None:
-                    (posts := posts if posts is not None else []).append((ex, ev))
             elif isinstance(ev, CallMalformed):
-                timing = self.timings.get(ev.index)
-                if timing is not None and timing.status == "pending":
-                    timing.status = "malformed"
-                ex = self._execs.get(ev.index)
-                if ex is not None and not ex.aborted:
-                    self.sched._discard(ex)
-                    (posts := posts if posts is not None else []).append((ex, ev))
+                ex = self._on_malformed(ev)
             elif isinstance(ev, StreamDone):
                 self.finish()
+                continue
+            else:
+                continue
+            if ex is not None:
+                posts.append((ex, ev))
         if posts:
-            self.sched.call_soon(_deliver, posts)
+            if self._on_own_loop():
+                _deliver(posts)
+            else:
+                self.loop.call_soon_threadsafe(_deliver, posts, context=contextvars.Context())
 
-    def _eligible(self, name: str) -> bool:
-        return (self.tools is None or name in self.tools) and name not in self.approval_required
+    def _on_own_loop(self) -> bool:
+        if self._loop_thread is None:
+            try:
+                running = asyncio.get_running_loop()
+            except RuntimeError:
+                return False
+            if running is not self.loop:
+                return False
+            self._loop_thread = threading.get_ident()
+            return True
+        return self._loop_thread == threading.get_ident()
 
     def _on_started(self, ev: CallStarted) -> Execution | None:
-        timing = CallTiming(ev.id, ev.name, ev.index, seen=time.perf_counter())
-        self.timings[ev.index] = timing
-        spec = self.sched.spec(ev.name)
-        if spec is None or spec.side_effects or not self._eligible(ev.name) or self._closed:
-            if spec is None:
-                timing.status = "not_partial"
+        timing = self.timings[ev.index] = CallTiming(ev.id, ev.name, ev.index,
+                                                     seen=time.perf_counter(),
+                                                     origin=self.started)
+        start = self.policy.decide(ev.name)
+        if start is None:
+            timing.status = "not_partial"
             return None
-        return self._new(ev.index, ev.id, spec, timing)
+        self._starts[ev.index] = start
+        if start.complete_only or self._closed:
+            return None
+        return self._new(ev.index, ev.id, start, timing)
 
     def _on_done(self, ev: CallDone) -> Execution | None:
         timing = self.timings.get(ev.index)
         if timing is None:
             timing = self.timings[ev.index] = CallTiming(ev.id, ev.name, ev.index,
-                                                         seen=time.perf_counter())
+                                                         seen=time.perf_counter(),
+                                                         origin=self.started)
         timing.args_final = time.perf_counter()
         ex = self._execs.get(ev.index)
         if ex is None and not self._closed and self.abort is None:
-            spec = self.sched.spec(ev.name)
-            if (spec is not None and spec.side_effects and self.run_side_effects
-                    and self._eligible(ev.name)):
-                ex = self._new(ev.index, ev.id, spec, timing)
+            start = self._starts.get(ev.index) or self.policy.decide(ev.name)
+            if start is not None and start.complete_only:
+                ex = self._new(ev.index, ev.id, start, timing)
         if ex is not None and not ex.aborted:
-            ex.final_args = ev.args
-            self.sched._index_args(ex, ev.args)
+            self.store.index_args(ex, ex.spec.tool_args(ev.args))
         return ex
 
-    def _new(self, index: int, call_id: str, spec: Any, timing: CallTiming) -> Execution:
-        ex = Execution(self.sched, self, call_id, spec, timing)
+    def _on_malformed(self, ev: CallMalformed) -> Execution | None:
+        timing = self.timings.get(ev.index)
+        if timing is not None and timing.status in ("pending", "not_partial"):
+            timing.status = "malformed"
+        ex = self._execs.get(ev.index)
+        if ex is not None and not ex.aborted and self.store.discard(ex):
+            return ex
+        return None
+
+    def _new(self, index: int, call_id: str, start: Start, timing: CallTiming) -> Execution:
+        ex = Execution(start.spec, call_id, timing, loop=self.loop, pool=self._pool,
+                       hooks=self._hooks, complete_only=start.complete_only,
+                       owner=self._owner, claim_timeout=self._claim_timeout)
         self._execs[index] = ex
-        self.sched._add(ex)
+        self.store.add(ex)
         return ex
 
     def finish(self) -> None:
@@ -153,22 +175,14 @@ class RequestSession:
         """The stream failed or was cancelled: cancel and drop every execution of the request."""
         self._closed = True
         self.finish()
-        execs = [ex for ex in self._execs.values() if self.sched._discard(ex)]
-        if execs:
-            self.sched.call_soon(_drop_all, execs, reason)
-
-    async def acancel(self, reason: str = "request cancelled") -> None:
-        """:meth:`cancel`, and wait until the executions are reaped."""
-        self._closed = True
-        self.finish()
-        execs = [ex for ex in self._execs.values() if self.sched._discard(ex)]
-        if execs:
-            await asyncio.wrap_future(self.sched.submit(_drop_all_async(execs, reason)))
+        for ex in self._execs.values():
+            if self.store.discard(ex):
+                ex.drop_soon(reason, exc=RequestCancelled(reason))
 
     # -- results -----------------------------------------------------------------------------
     @property
     def aborted(self) -> bool:
-        """A partial execution asked to stop decoding."""
+        """An execution asked to stop decoding."""
         return self.abort is not None
 
     def call_ids(self) -> list[str]:
@@ -179,6 +193,19 @@ class RequestSession:
         """Every call's timings, in seconds since the session started (JSON-serialisable)."""
         return [t.as_dict(self.started) for _, t in sorted(self.timings.items())]
 
+    def metadata(self, tool_format: str) -> dict[str, Any]:
+        """The request's per-call timings (seconds since it began) and its early abort.
+
+        A snapshot: a tool still running shows ``status: "running"`` and ``saved_s: None``;
+        ``saved_s`` of the request counts the calls whose saving is known."""
+        end = self.decode_end or time.perf_counter()
+        abort = None if self.abort is None else {"reason": self.abort.reason,
+                                                 "call_id": self.abort_call_id}
+        calls = self.timings_dict()
+        return {"request_id": self.request_id, "tool_format": tool_format,
+                "decode_s": round(end - self.started, 6), "calls": calls,
+                "saved_s": round(sum(c["saved_s"] or 0.0 for c in calls), 6), "abort": abort}
+
     def _on_abort(self, ex: Execution, exc: EarlyAbort) -> None:
         if self.abort is None:
             self.abort_call_id = ex.call_id
@@ -188,12 +215,3 @@ class RequestSession:
 def _deliver(posts: list[tuple[Execution, CallEvent]]) -> None:
     for ex, ev in posts:
         ex.put(ev)
-
-
-def _drop_all(execs: list[Execution], reason: str) -> None:
-    asyncio.get_running_loop().create_task(_drop_all_async(execs, reason))
-
-
-async def _drop_all_async(execs: list[Execution], reason: str) -> None:
-    await asyncio.gather(*(ex.drop(reason, status="dropped", exc=RequestCancelled(reason))
-                           for ex in execs), return_exceptions=True)

@@ -1,17 +1,19 @@
 """The built-in ways of executing a tool on a partial call.
 
-Each class implements :class:`~conveyor_integrations.partial.PartialExecution` over a *runner*,
-an async callable that runs the wrapped tool on a dict of arguments (on the scheduler's thread pool
-when the tool is synchronous). ``partial_tool`` picks one from its keywords:
+Each class implements :class:`~conveyor_integrations.spec.PartialExecution` over a *runner*, an
+async callable that runs the wrapped tool's body on a dict of arguments. ``partial_tool`` picks one
+from its keywords:
 
-* ``start_on=[fields]`` -> :class:`StartOn`: run the whole tool as soon as those fields are final;
-* ``stream=field``      -> :class:`StreamPieces`: run the tool on each piece, in order;
-* ``items=field``       -> :class:`EachItem`: run the tool on each list element, concurrently;
-* ``side_effects=True`` -> :class:`CompleteCall`: run only on the complete call.
+* ``start_on=[fields]``        -> :class:`StartOn`: the whole tool, as soon as those fields are final;
+* ``stream=field, combine=f``  -> :class:`StreamPieces`: the tool on each piece, in order;
+* ``items=field, combine=f``   -> :class:`EachItem`: the tool on each list element, concurrently;
+* ``side_effects=True``        -> :class:`CompleteCall`: only on the complete call.
 
-Whenever the complete arguments show that the early work was done on other arguments than the
-tool would have got (a field outside ``start_on`` set to a non-default value, say), the early
-result is dropped and the tool runs again on the complete arguments.
+``combine`` turns the per-piece results into what the tool returns for the whole call, so the
+agent sees exactly what the undecorated tool would return. The arguments compared and run are
+those the tool will see (``ToolSpec.tool_args``: unknown fields dropped, defaults filled). When
+the complete arguments show that early work was done on other arguments, it is cancelled and the
+tool runs once more on the complete arguments (the runner's ``restart`` marks the timings).
 
 Example::
 
@@ -29,55 +31,23 @@ Example::
 from __future__ import annotations
 
 import asyncio
-import inspect
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeAlias
 
 from .events import CallStarted, FieldDone, ItemDone, TextChunk
 
-__all__ = ["CompleteCall", "EachItem", "Runner", "StartOn", "StreamPieces", "combine_results"]
+__all__ = ["Combine", "CompleteCall", "EachItem", "Runner", "StartOn", "StreamPieces",
+           "strategy_factory"]
 
 Runner: TypeAlias = Callable[[dict[str, Any]], Awaitable[Any]]
+"""Runs the wrapped tool's body on a dict of arguments (given to the built-in strategies)."""
+Combine: TypeAlias = Callable[[list[Any]], Any]
+"""Per-piece results -> the tool's result for the whole call."""
 _Normalize: TypeAlias = Callable[[dict[str, Any]], dict[str, Any]]
 
 
 def _identity(args: dict[str, Any]) -> dict[str, Any]:
     return args
-
-
-def normalizer_for(fn: Callable[..., Any] | None) -> _Normalize:
-    """Arguments with the function's defaults filled in, to compare early and final arguments."""
-    if fn is None:
-        return _identity
-    try:
-        sig = inspect.signature(fn)
-    except (TypeError, ValueError):
-        return _identity
-    named = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
-    if all(p.kind in named for p in sig.parameters.values()):
-        # the common case, done once per call: defaults first, the given arguments over them
-        defaults = {n: p.default for n, p in sig.parameters.items()
-                    if p.default is not inspect.Parameter.empty}
-        return lambda args: {**defaults, **args}
-
-    def normalize(args: dict[str, Any]) -> dict[str, Any]:
-        try:
-            bound = sig.bind_partial(**args)
-        except TypeError:
-            return args
-        bound.apply_defaults()
-        return dict(bound.arguments)
-
-    return normalize
-
-
-def combine_results(results: Sequence[Any], sep: str = "") -> Any:
-    """Join piece results: strings with ``sep``, lists concatenated, anything else as a list."""
-    if all(isinstance(r, str) for r in results):
-        return sep.join(results)
-    if all(isinstance(r, list) for r in results):
-        return [x for r in results for x in r]
-    return list(results)
 
 
 def _restarting(run: Runner) -> Runner:
@@ -95,11 +65,16 @@ async def _cancel_tasks(tasks: Sequence[asyncio.Future[Any]]) -> None:
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
+def _normalizer(run: Runner) -> _Normalize:
+    spec = getattr(run, "spec", None)
+    return spec.tool_args if spec is not None else _identity
+
+
 class StartOn:
     """Run the whole tool once the fields in ``fields`` are final (defaults for the rest)."""
 
-    def __init__(self, run: Runner, fields: Sequence[str], normalize: _Normalize = _identity):
-        self._run, self._fields, self._normalize = run, tuple(fields), normalize
+    def __init__(self, run: Runner, fields: Sequence[str]):
+        self._run, self._fields, self._normalize = run, tuple(fields), _normalizer(run)
         self._seen: dict[str, Any] = {}
         self._task: asyncio.Task[Any] | None = None
         self.early_args: dict[str, Any] | None = None
@@ -109,12 +84,8 @@ class StartOn:
             self._launch()
 
     async def feed(self, event: FieldDone | TextChunk | ItemDone) -> None:
-        if (
-            self._task is None
-            and isinstance(event, FieldDone)
-            and len(event.path) == 1
-            and event.path[0] in self._fields
-        ):
+        if (self._task is None and isinstance(event, FieldDone) and len(event.path) == 1
+                and event.path[0] in self._fields):
             self._seen[str(event.path[0])] = event.value
             if len(self._seen) == len(self._fields):
                 self._launch()
@@ -136,17 +107,37 @@ class StartOn:
             await _cancel_tasks([self._task])
 
 
-class StreamPieces:
-    """Run the tool on each complete piece of string field ``field``, one after another."""
+class _Pieces:
+    """Shared by the piece strategies: tasks per piece, combined at the end if nothing differs."""
 
-    def __init__(self, run: Runner, field: str, normalize: _Normalize = _identity):
-        self._run, self._field, self._normalize = run, field, normalize
-        self._tail: asyncio.Task[Any] | None = None
+    def __init__(self, run: Runner, field: str, combine: Combine):
+        self._run, self._field, self._combine = run, field, combine
+        self._normalize = _normalizer(run)
         self._tasks: list[asyncio.Task[Any]] = []
-        self._pieces: list[str] = []
+
+    def _same(self, args: dict[str, Any], value: Any) -> bool:
+        return self._normalize(args) == self._normalize({self._field: value})
+
+    async def _finish(self, args: dict[str, Any], value: Any) -> Any:
+        if self._tasks and args.get(self._field) == value and self._same(args, value):
+            return self._combine(list(await asyncio.gather(*self._tasks)))
+        await _cancel_tasks(self._tasks)
+        return await (_restarting(self._run) if self._tasks else self._run)(args)
 
     async def start(self, call: CallStarted) -> None:
         return None
+
+    async def cancel(self) -> None:
+        await _cancel_tasks(self._tasks)
+
+
+class StreamPieces(_Pieces):
+    """Run the tool on each complete piece of string field ``field``, one after another."""
+
+    def __init__(self, run: Runner, field: str, combine: Combine):
+        super().__init__(run, field, combine)
+        self._tail: asyncio.Task[Any] | None = None
+        self._pieces: list[str] = []
 
     async def feed(self, event: FieldDone | TextChunk | ItemDone) -> None:
         if isinstance(event, TextChunk) and event.path == (self._field,):
@@ -160,28 +151,15 @@ class StreamPieces:
         return await self._run({self._field: piece})
 
     async def finish(self, args: dict[str, Any]) -> Any:
-        same = "".join(self._pieces) == args.get(self._field) and self._normalize(
-            {self._field: args.get(self._field)}
-        ) == self._normalize(args)
-        if not same or not self._tasks:
-            await _cancel_tasks(self._tasks)
-            return await (_restarting(self._run) if self._tasks else self._run)(args)
-        return combine_results(await asyncio.gather(*self._tasks))
-
-    async def cancel(self) -> None:
-        await _cancel_tasks(self._tasks)
+        return await self._finish(args, "".join(self._pieces))
 
 
-class EachItem:
+class EachItem(_Pieces):
     """Run the tool on each element of list field ``field`` as soon as it is final, concurrently."""
 
-    def __init__(self, run: Runner, field: str, normalize: _Normalize = _identity):
-        self._run, self._field, self._normalize = run, field, normalize
-        self._tasks: list[asyncio.Task[Any]] = []
+    def __init__(self, run: Runner, field: str, combine: Combine):
+        super().__init__(run, field, combine)
         self._items: list[Any] = []
-
-    async def start(self, call: CallStarted) -> None:
-        return None
 
     async def feed(self, event: FieldDone | TextChunk | ItemDone) -> None:
         if isinstance(event, ItemDone) and event.path == (self._field,):
@@ -189,20 +167,11 @@ class EachItem:
             self._tasks.append(asyncio.ensure_future(self._run({self._field: [event.value]})))
 
     async def finish(self, args: dict[str, Any]) -> Any:
-        same = args.get(self._field) == self._items and self._normalize(
-            {self._field: self._items}
-        ) == self._normalize(args)
-        if not same or not self._tasks:
-            await _cancel_tasks(self._tasks)
-            return await (_restarting(self._run) if self._tasks else self._run)(args)
-        return combine_results(await asyncio.gather(*self._tasks), sep="\n")
-
-    async def cancel(self) -> None:
-        await _cancel_tasks(self._tasks)
+        return await self._finish(args, self._items)
 
 
 class CompleteCall:
-    """Run the tool only on the complete call (``side_effects=True`` tools)."""
+    """Run the tool only on the complete call (``side_effects=True`` tools, complete-call mode)."""
 
     def __init__(self, run: Runner):
         self._run = run
@@ -218,3 +187,22 @@ class CompleteCall:
 
     async def cancel(self) -> None:
         return None
+
+
+def strategy_factory(*, start_on: Sequence[str] | None, stream: str | None, items: str | None,
+                     combine: Combine | None, execution: Callable[[], Any] | None,
+                     side_effects: bool) -> Callable[[Runner], Any]:
+    """The ``make_execution`` of a spec: a fresh execution per call, given the tool's runner."""
+    if side_effects:
+        return CompleteCall
+    if execution is not None:
+        factory = execution
+        return lambda run: factory()
+    if stream is not None:
+        assert combine is not None
+        return lambda run: StreamPieces(run, stream, combine)
+    if items is not None:
+        assert combine is not None
+        return lambda run: EachItem(run, items, combine)
+    fields = list(start_on) if start_on is not None else []
+    return lambda run: StartOn(run, fields)

@@ -34,25 +34,37 @@ class CallTiming:
     """The tool's result (or error) was ready."""
     decode_end: float | None = None
     """Decoding of the whole message ended."""
-    early: bool = False
-    """The tool ran early under this library (not only when the framework invoked it)."""
+    origin: float = 0.0
+    """When the request began (``as_dict`` gives times relative to it by default)."""
     reran: bool = False
     """The early work was void (the complete arguments differed) and the tool ran again."""
     status: str = "pending"
-    """pending | ok | error | aborted | malformed | dropped | not_partial."""
+    """pending | ok | error | aborted | malformed | dropped | not_partial (and, in
+    :meth:`as_dict`, running: started, not yet finished)."""
 
     @property
-    def saved_s(self) -> float:
-        """Seconds saved against running the tool after decoding ended (0 when unknown)."""
-        if None in (self.tool_start, self.tool_end, self.decode_end) or not self.early:
+    def early(self) -> bool:
+        """The tool's body started under this library before decoding ended."""
+        return (self.tool_start is not None and self.decode_end is not None
+                and self.tool_start < self.decode_end)
+
+    @property
+    def saved_s(self) -> float | None:
+        """Seconds saved against running the tool after decoding ended; None while the tool
+        runs; 0.0 when it did not start early."""
+        if not self.early:
             return 0.0
-        assert self.tool_start is not None and self.tool_end is not None
-        assert self.decode_end is not None
+        if self.tool_end is None:
+            return None
+        assert self.tool_start is not None and self.decode_end is not None
         duration = self.tool_end - self.tool_start
         return max(0.0, self.decode_end + duration - max(self.decode_end, self.tool_end))
 
-    def as_dict(self, origin: float = 0.0) -> dict[str, Any]:
-        """The timings in seconds since ``origin``, plus ``saved_s``; JSON-serialisable."""
+    def as_dict(self, origin: float | None = None) -> dict[str, Any]:
+        """The timings in seconds since ``origin`` (default: the request's start), plus
+        ``saved_s``; JSON-serialisable."""
+        if origin is None:
+            origin = self.origin
 
         def rel(x: float | None) -> float | None:
             return None if x is None else round(x - origin, 6)
@@ -68,6 +80,7 @@ class CallTiming:
             "decode_end": rel(self.decode_end),
             "early": self.early,
             "reran": self.reran,
-            "status": self.status,
-            "saved_s": round(self.saved_s, 6),
+            "status": "running" if self.status == "pending" and self.tool_start is not None
+            and self.tool_end is None else self.status,
+            "saved_s": None if (saved := self.saved_s) is None else round(saved, 6),
         }

@@ -43,18 +43,23 @@ async def stream_turn(
 ) -> AsyncIterator[tuple[Delta | None, list[Event]]]:
     """Yield ``(delta, events)`` per backend delta, then ``(None, close_events)``.
 
-    Stops reading the backend as soon as ``session.abort`` is set.
+    Stops reading the backend as soon as ``session.abort`` is set. Calls the stream leaves
+    incomplete never run: when the model stopped at its token limit (``finish_reason="length"``)
+    every call still open is malformed, and so is a call that got no argument text at all.
     """
     gen: Any = backend.stream(request)
+    guard = _Truncation()
     try:
         async for delta in gen:
+            if isinstance(delta, dict):
+                guard.see(delta)
             events = parser.feed(delta)
             if events:
                 session.handle(events)
             yield delta, events
             if session.abort is not None:
                 break
-        events = parser.close()
+        events = guard.check(parser.close())
         session.handle(events)
         yield None, events
     except BaseException as exc:
@@ -63,6 +68,45 @@ async def stream_turn(
         raise
     finally:
         await gen.aclose()
+
+
+class _Truncation:
+    """Watches dict deltas for the finish reason and for calls that got argument text."""
+
+    __slots__ = ("_delta_calls", "_with_text", "finish_reason")
+
+    def __init__(self) -> None:
+        self.finish_reason: str | None = None
+        self._with_text: set[int] = set()
+        self._delta_calls = False
+
+    def see(self, delta: dict[str, Any]) -> None:
+        reason = delta.get("finish_reason")
+        if isinstance(reason, str):
+            self.finish_reason = reason
+        calls = delta.get("tool_calls")
+        if isinstance(calls, list):
+            self._delta_calls = True
+            for i, call in enumerate(calls):
+                fn = call.get("function") if isinstance(call, dict) else None
+                text = fn.get("arguments") if isinstance(fn, dict) else None
+                if isinstance(text, str) and text.strip():
+                    index = call.get("index", i)
+                    self._with_text.add(index if isinstance(index, int) else i)
+
+    def check(self, events: list[Event]) -> list[Event]:
+        """``close()``'s events, with the calls the stream left incomplete made malformed."""
+        out: list[Event] = []
+        for ev in events:
+            if isinstance(ev, CallDone):
+                if self.finish_reason == "length":
+                    ev = CallMalformed(ev.index, ev.id, ev.name, "the call is truncated: the "
+                                       "model stopped at its token limit (finish_reason=length)")
+                elif self._delta_calls and ev.index not in self._with_text:
+                    ev = CallMalformed(ev.index, ev.id, ev.name,
+                                       "the call has no argument text (not even {})")
+            out.append(ev)
+        return out
 
 
 @dataclass
@@ -83,17 +127,10 @@ class TurnResult:
     deltas: int = 0
 
     def metadata(self, tool_format: str) -> dict[str, Any]:
-        """Per-call timings (seconds since the request began) and the early abort, as the
-        adapters report them (``response_metadata["conveyor"]``, ``additional_kwargs``)."""
-        s = self.session
-        end = s.decode_end or time.perf_counter()
-        abort = None
-        if self.abort is not None:
-            abort = {"reason": self.abort.reason, "call_id": s.abort_call_id}
-        calls = s.timings_dict()
-        return {"request_id": s.request_id, "tool_format": tool_format,
-                "decode_s": round(end - s.started, 6), "calls": calls,
-                "saved_s": round(sum(c["saved_s"] for c in calls), 6), "abort": abort}
+        """Per-call timings and the early abort, as the adapters report them
+        (``response_metadata["conveyor"]``, ``additional_kwargs``): see
+        :meth:`RequestSession.metadata`."""
+        return self.session.metadata(tool_format)
 
     def token_counts(self) -> tuple[int, int]:
         """``(prompt_tokens, completion_tokens)``; deltas stand in for tokens without usage."""

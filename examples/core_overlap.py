@@ -14,7 +14,8 @@ import asyncio
 import json
 import time
 
-from conveyor_integrations import Scheduler, partial_tool, run_turn
+from conveyor_integrations import Scheduler, partial_tool
+from conveyor_integrations.turn import run_turn
 from conveyor_integrations.backends import ChatRequest, Replay
 from conveyor_integrations.parsing import get_parser
 

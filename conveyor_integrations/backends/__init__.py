@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from .base import Backend, BackendError, ChatRequest, Delta, new_request_id
-from .replay import Replay, Transcript, split_text
+from .replay import Replay, Transcript, split_tokens
 
 __all__ = [
     "Backend",
@@ -25,7 +25,7 @@ __all__ = [
     "Transcript",
     "VLLMEngine",
     "new_request_id",
-    "split_text",
+    "split_tokens",
 ]
 
 

@@ -27,12 +27,12 @@ from typing import Any, TypeAlias
 
 from .base import BackendError, ChatRequest, Delta
 
-__all__ = ["Replay", "Transcript", "split_text"]
+__all__ = ["Replay", "Transcript", "split_tokens"]
 
 Transcript: TypeAlias = str | Sequence[dict[str, Any]]
 
 
-def split_text(text: str, rng: random.Random) -> list[str]:
+def split_tokens(text: str, rng: random.Random) -> list[str]:
     """Cut ``text`` into pieces of 1-8 characters chosen by ``rng``."""
     out, i, n = [], 0, len(text)
     while i < n:
@@ -81,7 +81,7 @@ class Replay:
         self.default_tool_format = tool_format or ("hermes" if isinstance(first, str) else "openai")
 
     def _split(self, text: str) -> list[str]:
-        return self._tokenizer(text) if self._tokenizer else split_text(text, self._rng)
+        return self._tokenizer(text) if self._tokenizer else split_tokens(text, self._rng)
 
     def tokens(self, transcript: Transcript) -> list[Delta]:
         """The deltas one transcript is replayed as."""

@@ -25,6 +25,7 @@ from typing import Any
 from ..backends.base import Backend, ChatRequest
 from ..events import CallDone, FieldDone, ItemDone, TextChunk
 from ..parsing import get_parser
+from ..policy import BoundTools
 from ..scheduler import Scheduler
 from ..turn import TurnCollector, stream_turn
 from .records import RunRecord, Span
@@ -57,6 +58,7 @@ class ModeBench:
         self.tools = workload.tools(env, mode, self.sched, self.trace)
         self.graph = tool_graph(self.tools)
         self.schemas = [_schema(t) for t in self.tools]
+        self.bound = BoundTools(self.tools)
 
     async def run(self, name: str, backend: Backend, *, rate: float | None,
                   backend_name: str = "replay", sampling: dict[str, Any] | None = None,
@@ -68,13 +70,13 @@ class ModeBench:
         self.trace.reset()
         marks: list[Mark] = []
         parser = StampingParser(
-            get_parser("hermes", streams=self.sched.parser_streams()),
+            get_parser("hermes", streams=self.bound.streams()),
             lambda now, events: marks.extend((now, ev) for ev in events
                                              if isinstance(ev, _MARKED)))
         request = ChatRequest([{"role": "user", "content": f"benchmark task {name}"}], tools=self.schemas,
                               sampling=dict(sampling or {}))
         t0 = time.perf_counter()
-        session = self.sched.session(run_side_effects=self.mode == "complete_call")
+        session = self.sched.session(tools=self.bound, complete_call=self.mode == "complete_call")
         collector = TurnCollector(session)
         async for delta, events in stream_turn(backend, request, parser=parser,
                                                session=session):

@@ -26,10 +26,11 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..backends.base import Delta
-from ..backends.replay import split_text
+from ..backends.replay import split_tokens
 from ..parsing import get_parser
 from ..parsing.base import ToolCallParser
 from ..partial import partial_tool
+from ..policy import BoundTools
 from ..scheduler import Scheduler
 
 __all__ = ["DECODE_TOKENS_PER_S", "code_of", "measure_overhead", "overhead_case"]
@@ -53,12 +54,13 @@ def code_of(tokens: int) -> str:
 
 
 def overhead_case(label: str, make_parser: Callable[[], ToolCallParser],
-                  deltas: Sequence[Delta], sched: Scheduler, repeat: int = 5) -> dict[str, Any]:
+                  deltas: Sequence[Delta], sched: Scheduler, repeat: int = 5,
+                  tools: BoundTools | None = None) -> dict[str, Any]:
     """Feed ``deltas`` through a fresh parser and session ``repeat`` times; the best run's row."""
     best = float("inf")
     for _ in range(max(1, repeat)):
         parser = make_parser()
-        session = sched.session()
+        session = sched.session(tools=tools or BoundTools())
         t0 = time.process_time()
         for d in deltas:
             events = parser.feed(d)
@@ -90,10 +92,11 @@ def measure_overhead(repeat: int = 5,
         async def search(query: str) -> None:
             return None
 
-        partial_tool(run_python, stream="code", unit="statement", scheduler=sched)
-        partial_tool(search, start_on=["query"], scheduler=sched)
+        tools = BoundTools([
+            partial_tool(run_python, stream="code", unit="statement", combine=lambda _: None),
+            partial_tool(search, start_on=["query"])])
         rng = random.Random(0)
-        streams = sched.parser_streams()
+        streams = tools.streams()
 
         def hermes() -> ToolCallParser:
             return get_parser("hermes", streams=streams)
@@ -107,20 +110,20 @@ def measure_overhead(repeat: int = 5,
                     + json.dumps(code_of(n)) + "}}</tool_call>")
             # 1-8 characters per token (4.5 on average), as real tokenizers give on code
             label = f"hermes, code argument by statement ({_size(n)})"
-            rows.append(overhead_case(label, hermes, split_text(text, rng), sched, repeat))
+            rows.append(overhead_case(label, hermes, split_tokens(text, rng), sched, repeat, tools))
         mid = sorted(sizes)[len(sizes) // 2]
         args = json.dumps({"code": code_of(mid)})
         deltas: list[Delta] = [{"tool_calls": [{"index": 0, "id": "call_1", "function":
                                                 {"name": "run_python", "arguments": ""}}]}]
         deltas += [{"tool_calls": [{"index": 0, "function": {"arguments": p}}]}
-                   for p in split_text(args, rng)]
+                   for p in split_tokens(args, rng)]
         rows.append(overhead_case(f"openai deltas, code argument by statement ({_size(mid)})",
-                                  openai, deltas, sched, repeat))
+                                  openai, deltas, sched, repeat, tools))
         calls = max(10, min(sizes) // 2)
         small = "".join(f'<tool_call>{{"name": "search", "arguments": {{"query": "item {i}"}}}}'
                         "</tool_call>\n" for i in range(calls))
         rows.append(overhead_case(f"hermes, {calls} small calls (start_on)", hermes,
-                                  split_text(small, rng), sched, repeat))
+                                  split_tokens(small, rng), sched, repeat, tools))
         return rows
     finally:
         sched.close()

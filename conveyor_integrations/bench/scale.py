@@ -37,6 +37,7 @@ from ..backends.replay import Replay
 from ..events import Event, ItemDone, TextChunk
 from ..parsing import get_parser
 from ..partial import partial_tool
+from ..policy import BoundTools
 from ..scheduler import Scheduler
 from ..turn import TurnCollector, stream_turn
 from .workload import StampingParser
@@ -89,13 +90,13 @@ class _Tally:
         self.tokens = 0
 
 
-async def _request(sched: Scheduler, r: int, calls: int, pieces: int,
+async def _request(sched: Scheduler, tools: BoundTools, r: int, calls: int, pieces: int,
                    tokens_per_s: float | None, tally: _Tally) -> None:
     text, expected = transcript(r, calls, pieces)
     replay = Replay(text, tokens_per_s=tokens_per_s, seed=r)
-    parser = StampingParser(get_parser("hermes", streams=sched.parser_streams()),
+    parser = StampingParser(get_parser("hermes", streams=tools.streams()),
                             _stamper(tally.stamps))
-    session = sched.session(f"scale-{r}")
+    session = sched.session(f"scale-{r}", tools=tools)
     collector = TurnCollector(session)
     async for delta, events in stream_turn(replay, ChatRequest([]), parser=parser,
                                            session=session):
@@ -126,10 +127,11 @@ async def _level(n: int, tokens_per_s: float | None, calls: int,
                 tally.starts[line].append(now)
             return text
 
-        partial_tool(search, items="queries", scheduler=sched)
-        partial_tool(write, stream="text", unit="line", scheduler=sched)
+        tools = BoundTools([
+            partial_tool(search, items="queries", combine="\n".join),
+            partial_tool(write, stream="text", unit="line", combine="".join)])
         t0 = time.perf_counter()
-        await asyncio.gather(*(_request(sched, r, calls, pieces, tokens_per_s, tally)
+        await asyncio.gather(*(_request(sched, tools, r, calls, pieces, tokens_per_s, tally)
                                for r in range(n)))
         wall = time.perf_counter() - t0
     finally:

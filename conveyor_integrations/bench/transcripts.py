@@ -4,7 +4,7 @@ models write them. They are ours, written for the benchmark; :func:`hermes` buil
 JSON is always valid. Example::
 
     >>> hermes("Let me check.", ("calculate", {"expression": "1 + 1"}))[:40]
-    'Let me check.\\n<tool_call>\\n{"name": "cal'
+    'Let me check.\\n<tool_call>\\n{"name": "calc'
 """
 
 from __future__ import annotations

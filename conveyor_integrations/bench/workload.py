@@ -3,8 +3,8 @@
 A :class:`Workload` gives, for each mode, the LangChain tools a LangGraph ``ToolNode`` runs:
 
 - ``sequential``: plain tools, nothing starts before the message is decoded;
-- ``complete_call``: the same tools decorated ``partial_tool(side_effects=True)`` and a session
-  with ``run_side_effects=True``: each starts as soon as its whole call is decoded;
+- ``complete_call``: the tools decorated as for ``partial``, in a session with
+  ``complete_call=True`` (eager dispatch): each starts as soon as its whole call is decoded;
 - ``partial``: the same tools decorated with their partial-execution strategy.
 
 Every tool records what it did into a :class:`Trace` (one span per piece of work), and after a
@@ -183,6 +183,4 @@ class Workload(ABC):
 
         if mode == "sequential":
             return tool
-        if mode == "complete_call":
-            return partial_tool(tool, side_effects=True, scheduler=sched)
-        return partial_tool(tool, scheduler=sched, **strategy)
+        return partial_tool(tool, scheduler=sched, **strategy)   # complete_call: by the session

@@ -76,7 +76,7 @@ class Search(Workload):
 
         search = lc_tool(web_search, "web_search", "Search the web for each query.")
         outline = lc_tool(write_outline, "write_outline", "Save the outline of a report.")
-        return [self.decorate(search, mode, sched, items="queries"), outline]
+        return [self.decorate(search, mode, sched, items="queries", combine="\n".join), outline]
 
     def pieces(self, trace: Trace, marks: list[Mark]) -> Pieces:
         spans = {label: (s, e) for label, s, e in trace.spans}

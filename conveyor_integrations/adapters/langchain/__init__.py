@@ -2,7 +2,7 @@
 
 * :class:`ChatConveyor`, a drop-in ``BaseChatModel`` over any backend of ours;
 * :class:`ConveyorCallbackHandler`, for a LangChain chat model you already have;
-* ``partial_tool(tool)`` on any ``BaseTool`` (see ``langchain_tools``).
+* ``partial_tool(tool)`` on any ``BaseTool`` (see :mod:`.tools`).
 
 Example::
 
@@ -21,8 +21,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError("conveyor_integrations.adapters.langchain needs the 'langchain' extra: "
                       "pip install 'conveyor-integrations[langchain]'") from exc
 
-from .langchain_callback import ConveyorCallbackHandler
-from .langchain_chat import ChatConveyor
-from .langchain_tools import wrap_langchain_tool
+from .callback import ConveyorCallbackHandler
+from .chat import ChatConveyor
 
-__all__ = ["ChatConveyor", "ConveyorCallbackHandler", "wrap_langchain_tool"]
+__all__ = ["ChatConveyor", "ConveyorCallbackHandler"]

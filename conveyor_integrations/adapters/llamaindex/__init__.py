@@ -2,7 +2,7 @@
 
 * :class:`ConveyorLLM`, a ``FunctionCallingLLM`` over any backend of ours, for ``FunctionAgent``,
   ``AgentWorkflow`` and every other LlamaIndex component that takes an LLM;
-* ``partial_tool(tool)`` on a ``FunctionTool`` (see ``llamaindex_tools``);
+* ``partial_tool(tool)`` on a ``FunctionTool`` (see :mod:`.tools`);
 * :class:`ConveyorTurnEndEvent`, the instrumentation event with each turn's per-call timings.
 
 Example::
@@ -25,8 +25,8 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError("conveyor_integrations.adapters.llamaindex needs the 'llamaindex' extra: "
                       "pip install 'conveyor-integrations[llamaindex]'") from exc
 
-from .llamaindex_convert import ConveyorTurnEndEvent
-from .llamaindex_llm import ConveyorLLM
-from .llamaindex_tools import ConveyorFunctionTool, wrap_llamaindex_tool
+from .convert import ConveyorTurnEndEvent
+from .llm import ConveyorLLM
+from .tools import ConveyorFunctionTool
 
-__all__ = ["ConveyorFunctionTool", "ConveyorLLM", "ConveyorTurnEndEvent", "wrap_llamaindex_tool"]
+__all__ = ["ConveyorFunctionTool", "ConveyorLLM", "ConveyorTurnEndEvent"]

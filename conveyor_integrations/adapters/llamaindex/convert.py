@@ -33,8 +33,8 @@ from llama_index.core.base.llms.types import (
 from llama_index.core.instrumentation.events import BaseEvent
 from llama_index.core.llms.llm import ToolSelection
 
-from ..events import CallDone, Event, Text
-from ..turn import TurnResult
+from ...events import CallDone, Event, Text
+from ...turn import TurnResult
 
 __all__ = ["ConveyorTurnEndEvent", "ResponseBuilder", "conveyor_metadata", "to_openai_messages",
            "tool_selections"]

@@ -20,109 +20,70 @@ content is the abort's reason, with ``is_error=True``. Example::
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import inspect
-import threading
-import weakref
-from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
 from contextvars import ContextVar
 from typing import Any
 
 from llama_index.core.tools import FunctionTool, ToolOutput
 
-from ..errors import AlreadyClaimed, EarlyAbort, ResultDropped
-from ..events import CallDone
-from ..partial import ToolSpec, spec_for_function
-from ..scheduler import Scheduler, canonical_args
+from ...errors import AlreadyClaimed, EarlyAbort, ResultDropped
+from ...events import CallDone
+from ...scheduler import Scheduler
+from ...spec import ToolSpec, spec_for_callable
+from ..common import keyword_view, resolve_scheduler, schema_fields
 
 __all__ = ["ConveyorFunctionTool", "note_aborted_call", "release_calls", "wrap_llamaindex_tool"]
 
 # the arguments the framework passed to the invocation in progress (None: do not claim)
 _CURRENT: ContextVar[dict[str, Any] | None] = ContextVar("conveyor_li_call", default=None)
-_ABORTED_MEMORY = 1024
-_aborted: weakref.WeakKeyDictionary[Scheduler, OrderedDict[tuple[str, str], deque[str]]] = (
-    weakref.WeakKeyDictionary())
-_aborted_lock = threading.Lock()
 
 
 def note_aborted_call(sched: Scheduler, call: CallDone) -> None:
     """Remember that ``call`` (with its partial arguments) was stopped by an early abort, so that
     a claim by name and those arguments reaches its ``EarlyAbort`` (it was never indexed by its
     arguments, which were incomplete). ``ConveyorLLM`` calls this at the end of such a turn."""
-    key = (call.name, canonical_args(call.args))
-    with _aborted_lock:
-        table = _aborted.setdefault(sched, OrderedDict())
-        table.setdefault(key, deque()).append(call.id)
-        while len(table) > _ABORTED_MEMORY:
-            table.popitem(last=False)
+    sched.store.note_aborted(call.name, call.args, call.id)
 
 
 def release_calls(sched: Scheduler, call_ids: Iterable[str]) -> None:
     """Cancel the early executions of calls the framework will never invoke (e.g. the calls
-    after the first when parallel tool calls are off). Uses the scheduler's internals: the core
-    has no public "release this call" yet."""
+    after the first when parallel tool calls are off)."""
     for call_id in call_ids:
-        try:
-            ex = sched._take(call_id, None, None)
-        except AlreadyClaimed:
-            continue
-        if ex is not None:
-            ex.on_claimed()
-            sched.call_soon(_drop_soon, ex)
+        sched.release(call_id, "the framework keeps only the first tool call")
 
 
-def _drop_soon(ex: Any) -> None:
-    asyncio.get_running_loop().create_task(
-        ex.drop("the framework keeps only the first tool call", status="dropped"))
-
-
-def _pop_aborted(sched: Scheduler, name: str, args: dict[str, Any]) -> str | None:
-    key = (name, canonical_args(args))
-    with _aborted_lock:
-        table = _aborted.get(sched)
-        q = table.get(key) if table is not None else None
-        if not q:
-            return None
-        call_id = q.popleft()
-        if not q:
-            del table[key]  # type: ignore[union-attr]
-        return call_id
-
-
-def _claim(sched: Scheduler, name: str, args: dict[str, Any]) -> tuple[bool, Any]:
-    call_id = _pop_aborted(sched, name, args)
+def _claim(sched: Scheduler, spec: ToolSpec, args: dict[str, Any]) -> tuple[bool, Any]:
+    call_id = sched.store.aborted_call(spec.name, args)
     try:
         if call_id is not None and sched.aborted(call_id):
-            found, value = sched.claim(call_id)  # raises the EarlyAbort
+            found, value = sched.claim(call_id, spec=spec)  # raises the EarlyAbort
             if found:
                 return found, value
-        return sched.claim(name=name, args=args)
-    except ResultDropped:
+        return sched.claim(name=spec.name, args=args, spec=spec)
+    except (ResultDropped, AlreadyClaimed):
         return False, None
 
 
-async def _aclaim(sched: Scheduler, name: str, args: dict[str, Any]) -> tuple[bool, Any]:
-    call_id = _pop_aborted(sched, name, args)
+async def _aclaim(sched: Scheduler, spec: ToolSpec, args: dict[str, Any]) -> tuple[bool, Any]:
+    call_id = sched.store.aborted_call(spec.name, args)
     try:
         if call_id is not None and sched.aborted(call_id):
-            found, value = await sched.aclaim(call_id)
+            found, value = await sched.aclaim(call_id, spec=spec)
             if found:
                 return found, value
-        return await sched.aclaim(name=name, args=args)
-    except ResultDropped:
+        return await sched.aclaim(name=spec.name, args=args, spec=spec)
+    except (ResultDropped, AlreadyClaimed):
         return False, None
 
 
 class ConveyorFunctionTool(FunctionTool):
     """A ``FunctionTool`` whose ``call``/``acall`` first claim the early result of the call."""
 
-    def __init__(self, inner: FunctionTool, sched: Scheduler, spec: ToolSpec) -> None:
+    def __init__(self, inner: FunctionTool, owner: Scheduler | None, spec: ToolSpec) -> None:
         self.conveyor_inner = inner
-        self.conveyor_scheduler = sched
         self.conveyor_spec = spec
-        name = spec.name
         inner_fn, inner_afn = inner.fn, inner.async_fn
 
         @functools.wraps(inner.real_fn)
@@ -130,7 +91,7 @@ class ConveyorFunctionTool(FunctionTool):
             args = _CURRENT.get()
             if args is not None:
                 _CURRENT.set(None)   # claim once per invocation
-                found, value = _claim(sched, name, args)
+                found, value = _claim(resolve_scheduler(owner), spec, args)
                 if found:
                     return value
             return inner_fn(*a, **kw)
@@ -140,7 +101,7 @@ class ConveyorFunctionTool(FunctionTool):
             args = _CURRENT.get()
             if args is not None:
                 _CURRENT.set(None)
-                found, value = await _aclaim(sched, name, args)
+                found, value = await _aclaim(resolve_scheduler(owner), spec, args)
                 if found:
                     return value
             return await inner_afn(*a, **kw)
@@ -203,27 +164,11 @@ def _early_runner(tool: FunctionTool) -> tuple[Callable[[dict[str, Any]], Any], 
     return run, False
 
 
-def _kwargs_fn(tool: FunctionTool, run: Callable[[dict[str, Any]], Any]) -> Callable[..., Any]:
-    """A keyword view of ``run`` whose signature carries the schema's defaults, so that early and
-    final arguments compare with defaults filled in."""
-
-    def call(**kw: Any) -> Any:
-        return run(kw)
-
-    fields = getattr(tool.metadata.fn_schema, "model_fields", None)
-    if isinstance(fields, dict):
-        params = [inspect.Parameter(
-            name, inspect.Parameter.KEYWORD_ONLY,
-            default=inspect.Parameter.empty if info.is_required()
-            else info.get_default(call_default_factory=True)) for name, info in fields.items()]
-        call.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
-    return call
-
-
-def wrap_llamaindex_tool(tool: Any, sched: Scheduler, **kwargs: Any) -> FunctionTool:
+def wrap_llamaindex_tool(tool: Any, scheduler: Scheduler | None = None,
+                         **options: Any) -> FunctionTool:
     """``partial_tool`` for a LlamaIndex ``FunctionTool``: register it, return the claiming copy.
 
-    ``kwargs`` are ``partial_tool``'s (start_on, stream, unit, items, execution, side_effects,
+    ``options`` are ``partial_tool``'s (start_on, stream, unit, items, execution, side_effects,
     timeout). Tools that take a workflow ``Context`` cannot start early (no context exists yet).
     """
     if not isinstance(tool, FunctionTool):
@@ -233,11 +178,11 @@ def wrap_llamaindex_tool(tool: Any, sched: Scheduler, **kwargs: Any) -> Function
     if inner.requires_context:
         raise TypeError(f"tool {inner.metadata.name!r} takes a workflow Context, which does not "
                         "exist before the agent invokes it; it cannot run early")
-    name = inner.metadata.get_name()
     run, is_async = _early_runner(inner)
-    plain = spec_for_function(name, _kwargs_fn(inner, run), **kwargs)
-    spec = ToolSpec(name=name, make_execution=plain.make_execution, run=run,
-                    streams=plain.streams, side_effects=plain.side_effects,
-                    timeout=plain.timeout, is_async=is_async)
-    sched.register(spec)
-    return ConveyorFunctionTool(inner, sched, spec)
+    fields, defaults = schema_fields(inner.metadata.fn_schema)
+    if fields is not None:
+        fields = fields - set(inner.partial_params)
+    spec = spec_for_callable(inner.metadata.get_name(), keyword_view(run, fields, defaults),
+                             run=run, fields=fields, defaults=defaults, is_async=is_async,
+                             **options)
+    return ConveyorFunctionTool(inner, scheduler, spec)

@@ -1,8 +1,10 @@
 """``ConveyorLLM``: a LlamaIndex ``FunctionCallingLLM`` over any backend of ours.
 
-It always streams from the backend, on the scheduler's loop, under every entry point (``chat``,
-``achat``, ``stream_chat``, ``astream_chat`` and the completion forms), so decorated tools start
-while the message is still being decoded; an ``EarlyAbort`` stops decoding at once. The final
+It always streams from the backend under every entry point (``chat``, ``achat``,
+``stream_chat``, ``astream_chat`` and the completion forms): the async ones on the caller's loop,
+the sync ones on the scheduler's. The decorated tools the agent passes (``FunctionAgent(tools=
+...)`` reaches ``chat_with_tools``) start while the message is still being decoded; an
+``EarlyAbort`` stops decoding at once. The final
 ``ChatResponse`` is built once from the turn: tool calls in ``message.additional_kwargs
 ["tool_calls"]`` (as LlamaIndex's OpenAI integration stores them, plus ``ToolCallBlock``s), and
 per-call timings and the abort in ``additional_kwargs["conveyor"]`` and ``raw["conveyor"]``; a
@@ -18,7 +20,7 @@ per-call timings and the abort in ``additional_kwargs["conveyor"]`` and ``raw["c
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from llama_index.core.base.llms.generic_utils import (
@@ -47,25 +49,20 @@ from llama_index.core.llms.function_calling import FunctionCallingLLM
 from llama_index.core.llms.llm import ToolSelection
 from llama_index.core.tools.types import BaseTool
 
-from ..backends.base import ChatRequest
-from ..events import Event
-from ..parsing import get_parser
-from ..scheduler import Scheduler, default_scheduler
-from ..turn import TurnCollector, TurnResult, stream_turn
-from .bridge import Abandon, iterate_async, iterate_sync
-from .llamaindex_convert import (
-    ConveyorTurnEndEvent,
-    ResponseBuilder,
-    to_openai_messages,
-    tool_selections,
-)
-from .llamaindex_tools import note_aborted_call, release_calls
+from ...backends.base import ChatRequest
+from ...events import Event
+from ...policy import BoundTools
+from ...scheduler import Scheduler
+from ...turn import TurnResult
+from ..common import ModelTurn, drive_async, drive_sync, resolve_scheduler
+from .convert import ConveyorTurnEndEvent, ResponseBuilder, to_openai_messages, tool_selections
+from .tools import note_aborted_call, release_calls
 
 __all__ = ["ConveyorLLM"]
 
 dispatcher = get_dispatcher(__name__)
 _SAMPLING = ("temperature", "top_p", "max_tokens", "seed", "stop")
-_NOT_SAMPLING = ("tools", "tool_choice", "stream", "formatted")
+_NOT_SAMPLING = ("tools", "tool_choice", "stream", "formatted", "conveyor_tools")
 _Item = tuple[list[Event], TurnResult | None]
 
 
@@ -118,8 +115,8 @@ class ConveyorLLM(FunctionCallingLLM):
 
     @property
     def sched(self) -> Scheduler:
-        """The scheduler whose registered tools start early."""
-        return self.scheduler if self.scheduler is not None else default_scheduler()
+        """The scheduler that runs the early executions (the process-wide one by default)."""
+        return resolve_scheduler(self.scheduler)
 
     def _format(self) -> str:
         return str(self.tool_format or getattr(self.backend, "default_tool_format", "hermes"))
@@ -130,7 +127,9 @@ class ConveyorLLM(FunctionCallingLLM):
         chat_history: list[ChatMessage] | None = None, verbose: bool = False,
         allow_parallel_tool_calls: bool = False, tool_required: bool = False, **kwargs: Any,
     ) -> dict[str, Any]:
-        """Messages, OpenAI tool schemas and ``tool_choice`` for ``chat``."""
+        """Messages, OpenAI tool schemas and ``tool_choice`` for ``chat``; the decorated tools
+        among ``tools`` are the only ones that may start early."""
+        bound = BoundTools(tools)
         schemas = [t.metadata.to_openai_tool(skip_length_check=True) for t in tools]
         messages = list(chat_history or [])
         if user_msg is not None:
@@ -142,7 +141,7 @@ class ConveyorLLM(FunctionCallingLLM):
         if choice is None and tool_required:
             choice = "required"   # else none: servers without a tool parser refuse "auto"
         return {"messages": messages, "tools": schemas or None,
-                "tool_choice": choice if schemas else None, **kwargs}
+                "tool_choice": choice if schemas else None, "conveyor_tools": bound, **kwargs}
 
     def _validate_chat_with_tools_response(
         self, response: ChatResponse, tools: Sequence[BaseTool],
@@ -170,40 +169,30 @@ class ConveyorLLM(FunctionCallingLLM):
         return calls
 
     # -- one turn ------------------------------------------------------------------------------
-    def _request(self, messages: Sequence[ChatMessage], kwargs: dict[str, Any]) -> ChatRequest:
+    def _turn(self, messages: Sequence[ChatMessage], kwargs: dict[str, Any]) -> ModelTurn:
         sampling = {k: getattr(self, k) for k in _SAMPLING if getattr(self, k) is not None}
         sampling.update(self.sampling_kwargs)
         sampling.update({k: v for k, v in kwargs.items() if k not in _NOT_SAMPLING})
-        tools = list(kwargs.get("tools") or ())
-        return ChatRequest(messages=to_openai_messages(messages), tools=tools,
-                           tool_choice=kwargs.get("tool_choice") if tools else None,
-                           sampling=sampling)
+        schemas = list(kwargs.get("tools") or ())
+        request = ChatRequest(messages=to_openai_messages(messages), tools=schemas,
+                              tool_choice=kwargs.get("tool_choice") if schemas else None,
+                              sampling=sampling)
+        tools = kwargs.get("conveyor_tools")
+        return ModelTurn(self.sched, self.backend, request, tool_format=self._format(),
+                         tools=tools if isinstance(tools, BoundTools) else BoundTools(),
+                         approval_required=self.approval_required)
 
-    def _turn(self, request: ChatRequest
-              ) -> tuple[Callable[[], AsyncIterator[_Item]], Abandon]:
-        """The turn's ``(events, None)`` per delta with events, then ``([], result)``; run on the
-        scheduler's loop through ``bridge``, as ``ChatConveyor`` does. Also returns what to call
-        when the consumer leaves before the end (cancel the request's early executions)."""
-        sched, backend, tool_format = self.sched, self.backend, self._format()
-        names = [t["function"]["name"] for t in request.tools]
-        approval = list(self.approval_required)
-        parser = get_parser(tool_format, tools=names or None,
-                            streams=sched.parser_streams(names))
-        session = sched.session(request.request_id, tools=names or None,
-                                approval_required=approval)
-        async def items() -> AsyncIterator[_Item]:
-            collector = TurnCollector(session)
-            async for delta, events in stream_turn(backend, request, parser=parser,
-                                                   session=session):
-                collector.add(delta, events)
-                if events:
-                    yield events, None
-            result = collector.result()
-            if result.aborted_call is not None:
-                note_aborted_call(sched, result.aborted_call)
-            yield [], result
-
-        return items, Abandon(session)
+    async def _items(self, turn: ModelTurn) -> AsyncIterator[_Item]:
+        """The one flow both drivers run: ``(events, None)`` per delta, then ``([], result)``."""
+        async for _, events in turn.events():
+            if events:
+                yield events, None
+        result = turn.result
+        assert result is not None
+        if result.aborted_call is not None:
+            note_aborted_call(self.sched, result.aborted_call)
+        turn.delivered = True
+        yield [], result
 
     def _end(self, builder: ResponseBuilder, result: TurnResult | None,
              delta: str | None) -> ChatResponse:
@@ -214,24 +203,24 @@ class ConveyorLLM(FunctionCallingLLM):
         return response
 
     def _chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
-        builder, final = ResponseBuilder(self._format()), None
-        for _, result in iterate_sync(self.sched, *self._turn(self._request(messages, kwargs))):
+        turn, builder, final = self._turn(messages, kwargs), ResponseBuilder(self._format()), None
+        for _, result in drive_sync(self.sched, lambda: self._items(turn), turn.abandon):
             final = result or final
         return self._end(builder, final, None)
 
     async def _achat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
-        builder, final = ResponseBuilder(self._format()), None
-        async for _, result in iterate_async(self.sched,
-                                             *self._turn(self._request(messages, kwargs))):
+        turn, builder, final = self._turn(messages, kwargs), ResponseBuilder(self._format()), None
+        async for _, result in drive_async(lambda: self._items(turn), turn.abandon):
             final = result or final
         return self._end(builder, final, None)
 
     def _stream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseGen:
-        make, abandon = self._turn(self._request(messages, kwargs))
+        turn = self._turn(messages, kwargs)
 
         def gen() -> ChatResponseGen:
             builder, final = ResponseBuilder(self._format()), None
-            for events, result in iterate_sync(self.sched, make, abandon):
+            for events, result in drive_sync(self.sched, lambda: self._items(turn),
+                                             turn.abandon):
                 chunk = builder.chunk(events) if result is None else None
                 if chunk is not None:
                     yield chunk
@@ -242,11 +231,11 @@ class ConveyorLLM(FunctionCallingLLM):
 
     async def _astream_chat(self, messages: Sequence[ChatMessage],
                             **kwargs: Any) -> ChatResponseAsyncGen:
-        make, abandon = self._turn(self._request(messages, kwargs))
+        turn = self._turn(messages, kwargs)
 
         async def gen() -> ChatResponseAsyncGen:
             builder, final = ResponseBuilder(self._format()), None
-            async for events, result in iterate_async(self.sched, make, abandon):
+            async for events, result in drive_async(lambda: self._items(turn), turn.abandon):
                 chunk = builder.chunk(events) if result is None else None
                 if chunk is not None:
                     yield chunk

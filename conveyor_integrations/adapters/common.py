@@ -1,0 +1,176 @@
+"""What the LangChain and LlamaIndex adapters both do: open a turn, drive it, wrap a tool.
+
+One flow, two thin drivers (httpx's pattern): :class:`ModelTurn` is the turn as an async
+generator of ``(delta, events)``; :func:`drive_async` runs it on the caller's loop (so the
+request's early executions, async tools included, run where the caller's resources live), and
+:func:`drive_sync` runs it on the scheduler's loop for callers without one and carries the items
+to the caller's thread. When the consumer leaves before the turn's end (``break``, an exception,
+a cancelled task) the producer is closed, which closes the backend's stream (aborting the
+request) and cancels the turn's early executions. Example::
+
+    >>> from conveyor_integrations.scheduler import Scheduler
+    >>> async def numbers():
+    ...     for i in range(3):
+    ...         yield i
+    >>> s = Scheduler()
+    >>> list(drive_sync(s, numbers))
+    [0, 1, 2]
+    >>> s.close()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import inspect
+import logging
+import queue
+from collections.abc import AsyncIterator, Callable, Collection, Iterator, Mapping
+from typing import Any, TypeVar
+
+from ..backends.base import Backend, ChatRequest, Delta
+from ..events import Event
+from ..parsing import get_parser
+from ..policy import BoundTools
+from ..scheduler import Scheduler, default_scheduler
+from ..session import RequestSession
+from ..turn import TurnCollector, TurnResult, stream_turn
+
+__all__ = ["ModelTurn", "drive_async", "drive_sync", "keyword_view", "resolve_scheduler",
+           "schema_fields"]
+
+T = TypeVar("T")
+_log = logging.getLogger("conveyor_integrations")
+_ITEM, _ERROR, _END = 0, 1, 2
+
+
+def resolve_scheduler(scheduler: Scheduler | None) -> Scheduler:
+    """``scheduler``, or the process-wide default as it is now (looked up at each use)."""
+    return scheduler if scheduler is not None else default_scheduler()
+
+
+class ModelTurn:
+    """One model turn of an adapter: the parser and the session, made on the loop that runs it.
+
+    ``events()`` yields ``(delta, events)`` and ends with ``(None, close_events)``; ``result``
+    is the :class:`TurnResult` once the stream ended. ``abandon()`` cancels the request's early
+    executions unless the turn's result reached the caller (``delivered``).
+    """
+
+    def __init__(self, sched: Scheduler, backend: Backend, request: ChatRequest, *,
+                 tool_format: str, tools: BoundTools,
+                 approval_required: Collection[str] = ()) -> None:
+        self.sched, self.backend, self.request = sched, backend, request
+        self.tool_format, self.tools = tool_format, tools
+        self.approval_required = tuple(approval_required)
+        self.session: RequestSession | None = None
+        self.result: TurnResult | None = None
+        self.delivered = False
+
+    async def events(self) -> AsyncIterator[tuple[Delta | None, list[Event]]]:
+        names = [t["function"]["name"] for t in self.request.tools]
+        parser = get_parser(self.tool_format, tools=names or None, streams=self.tools.streams())
+        session = self.session = self.sched.session(
+            self.request.request_id, tools=self.tools, approval_required=self.approval_required)
+        collector = TurnCollector(session)
+        async for delta, events in stream_turn(self.backend, self.request, parser=parser,
+                                               session=session):
+            collector.add(delta, events)
+            if delta is None:
+                self.result = collector.result()
+            yield delta, events
+
+    def abandon(self) -> None:
+        """The consumer left early: nobody will invoke this turn's tools."""
+        if not self.delivered and self.session is not None:
+            self.session.cancel("the caller stopped reading the model's stream")
+
+
+def drive_sync(sched: Scheduler, make: Callable[[], AsyncIterator[T]],
+               on_abandon: Callable[[], None] | None = None) -> Iterator[T]:
+    """Iterate ``make()``, run on the scheduler's loop, from a synchronous caller."""
+    q: queue.SimpleQueue[tuple[int, Any]] = queue.SimpleQueue()
+
+    async def pump() -> None:
+        try:
+            async for item in make():
+                q.put((_ITEM, item))
+        except BaseException as exc:
+            q.put((_ERROR, exc))
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+        else:
+            q.put((_END, None))
+
+    fut = sched.submit(pump())
+    ended = False
+    try:
+        while True:
+            kind, item = q.get()
+            if kind == _ITEM:
+                yield item
+            else:
+                ended = True
+                if kind == _ERROR:
+                    raise item
+                return
+    finally:
+        if not ended and on_abandon is not None:
+            on_abandon()
+        if not fut.done():
+            fut.cancel()
+            try:
+                fut.result(timeout=30)
+            except concurrent.futures.CancelledError:
+                pass  # cancelled on purpose: the consumer stopped early
+            except Exception as exc:  # noqa: BLE001 - the consumer's own exit comes first
+                _log.debug("stream producer ended with %r after the consumer left", exc)
+
+
+async def drive_async(make: Callable[[], AsyncIterator[T]],
+                      on_abandon: Callable[[], None] | None = None) -> AsyncIterator[T]:
+    """Iterate ``make()`` on the running loop; ``on_abandon`` when the consumer leaves early."""
+    ended = False
+    gen = make()
+    try:
+        async for item in gen:
+            yield item
+        ended = True
+    finally:
+        if not ended:
+            if on_abandon is not None:
+                on_abandon()
+            await gen.aclose()  # type: ignore[attr-defined]
+
+
+def schema_fields(schema: Any) -> tuple[frozenset[str] | None, dict[str, Any]]:
+    """An args schema's field names and defaults (a pydantic model, or a JSON schema as MCP
+    tools carry), or ``(None, {})`` when it does not say."""
+    if isinstance(schema, Mapping):
+        props = schema.get("properties")
+        if not isinstance(props, Mapping) or schema.get("additionalProperties") is True:
+            return None, {}
+        return frozenset(props), {k: v["default"] for k, v in props.items()
+                                  if isinstance(v, Mapping) and "default" in v}
+    fields = getattr(schema, "model_fields", None)
+    if not isinstance(fields, Mapping):
+        return None, {}
+    defaults = {name: info.get_default(call_default_factory=True)
+                for name, info in fields.items() if not info.is_required()}
+    return frozenset(fields), defaults
+
+
+def keyword_view(run: Callable[[dict[str, Any]], Any], fields: frozenset[str] | None,
+                 defaults: Mapping[str, Any]) -> Callable[..., Any]:
+    """``run(args)`` as a function of keyword arguments whose signature names ``fields`` (so the
+    options of ``partial_tool`` are checked against the tool's schema)."""
+
+    def call(**kw: Any) -> Any:
+        return run(kw)
+
+    if fields is not None:
+        call.__signature__ = inspect.Signature([  # type: ignore[attr-defined]
+            inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY,
+                              default=defaults.get(n, inspect.Parameter.empty))
+            for n in sorted(fields)])
+    return call

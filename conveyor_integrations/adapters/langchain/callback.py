@@ -1,0 +1,145 @@
+"""``ConveyorCallbackHandler``: partial execution for a LangChain chat model you already have.
+
+Attach it to any chat model that streams tool calls, e.g.
+``ChatOpenAI(base_url=<vllm serve>, streaming=True, callbacks=[handler])``. It reads each
+``on_llm_new_token(..., chunk=ChatGenerationChunk)``'s ``tool_call_chunks``, feeds them to the
+OpenAI-delta parser and a session, and so starts the decorated tools it was given early; the
+wrapped tools then claim their results by call id. A model that does not stream gives it nothing
+to read: it warns once. The model class is not changed, so the handler cannot stop its decoding
+by itself: an early abort is recorded in :attr:`aborts`, and raised out of the model call only
+with ``stop_on_abort=True``. The message the model returns gets the per-call timings under
+``response_metadata["conveyor"]``. Example::
+
+    handler = ConveyorCallbackHandler(tools=[web_search])
+    llm = ChatOpenAI(base_url="http://127.0.0.1:8000/v1", streaming=True, callbacks=[handler])
+    agent = create_agent(llm, tools=[web_search])
+"""
+
+from __future__ import annotations
+
+import threading
+import warnings
+from collections import OrderedDict, deque
+from collections.abc import Sequence
+from typing import Any
+from uuid import UUID
+
+from langchain_core.callbacks import BaseCallbackHandler
+
+from ...errors import EarlyAbort
+from ...parsing import get_parser
+from ...parsing.base import ToolCallParser
+from ...policy import BoundTools
+from ...scheduler import Scheduler
+from ...session import RequestSession
+from ..common import resolve_scheduler
+
+__all__ = ["ConveyorCallbackHandler"]
+
+_MEMORY = 256
+
+
+class ConveyorCallbackHandler(BaseCallbackHandler):
+    """Starts decorated tools while another LangChain chat model streams its tool calls.
+
+    ``tools``: the decorated tool objects it may start early (the same objects the agent holds).
+    """
+
+    run_inline = True  # keep the token order: run in the model's own thread or loop
+
+    def __init__(self, tools: Sequence[Any], *, scheduler: Scheduler | None = None,
+                 approval_required: Sequence[str] = (), stop_on_abort: bool = False) -> None:
+        if tools is None or isinstance(tools, (str, bytes)):
+            raise TypeError("ConveyorCallbackHandler(tools=[...]) takes the decorated tool "
+                            "objects it may start early")
+        self.tools = BoundTools(tools)
+        self.scheduler = scheduler
+        self.approval_required = tuple(approval_required)
+        self.stop_on_abort = stop_on_abort
+        self.raise_error = stop_on_abort
+        self.aborts: OrderedDict[str, EarlyAbort] = OrderedDict()
+        """Early aborts by tool call id (the most recent ones)."""
+        self.sessions: deque[RequestSession] = deque(maxlen=_MEMORY)
+        """The recent runs' sessions (their ``timings`` say when each tool started)."""
+        self._runs: dict[UUID, tuple[ToolCallParser, RequestSession, list[int]]] = {}
+        self._lock = threading.Lock()
+        self._warned = False
+
+    @property
+    def sched(self) -> Scheduler:
+        """The scheduler that runs the early executions."""
+        return resolve_scheduler(self.scheduler)
+
+    def _warn(self, why: str) -> None:
+        if not self._warned:
+            self._warned = True
+            warnings.warn(f"ConveyorCallbackHandler: {why}; no tool can start early. Make the "
+                          "model stream (e.g. ChatOpenAI(streaming=True)).", UserWarning,
+                          stacklevel=3)
+
+    def on_chat_model_start(self, serialized: dict[str, Any], messages: list[list[Any]], *,
+                            run_id: UUID, **kwargs: Any) -> None:
+        params = kwargs.get("invocation_params") or {}
+        if params.get("_type") == "conveyor":
+            return  # ChatConveyor does this itself
+        if params.get("stream") is False or params.get("streaming") is False:
+            self._warn("the model does not stream its tokens")
+        sched = self.sched
+        parser = get_parser("openai", streams=self.tools.streams())
+        session = sched.session(f"lc-{run_id}", tools=self.tools,
+                                approval_required=self.approval_required)
+        with self._lock:
+            self._runs[run_id] = (parser, session, [0])
+
+    def on_llm_new_token(self, token: Any, *, chunk: Any = None, run_id: UUID,
+                         parent_run_id: UUID | None = None, tags: list[str] | None = None,
+                         **kwargs: Any) -> None:
+        state = self._runs.get(run_id)
+        if state is None:
+            return
+        state[2][0] += 1
+        message = getattr(chunk, "message", None)
+        pieces = getattr(message, "tool_call_chunks", None)
+        if not pieces:
+            return
+        parser, session, _ = state
+        calls = [{"index": p.get("index") or 0, "id": p.get("id"),
+                  "function": {"name": p.get("name"), "arguments": p.get("args")}}
+                 for p in pieces]
+        events = parser.feed({"tool_calls": calls})
+        if events:
+            session.handle(events)
+        if session.abort is not None and self.stop_on_abort:
+            raise session.abort
+
+    def on_llm_end(self, response: Any, *, run_id: UUID, **kwargs: Any) -> None:
+        with self._lock:
+            state = self._runs.pop(run_id, None)
+        if state is None:
+            return
+        parser, session, tokens = state
+        session.handle(parser.close())
+        messages = [getattr(g, "message", None) for gs in getattr(response, "generations", [])
+                    for g in gs]
+        if tokens[0] == 0 and any(getattr(m, "tool_calls", None) for m in messages):
+            self._warn("the model returned tool calls without streaming a token")
+        for m in messages:
+            meta = getattr(m, "response_metadata", None)
+            if isinstance(meta, dict):
+                meta["conveyor"] = session.metadata("openai")
+        self._record(session)
+
+    def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
+        with self._lock:
+            state = self._runs.pop(run_id, None)
+        if state is None:
+            return
+        state[1].cancel(f"model run failed: {type(error).__name__}: {error}")
+        self._record(state[1])
+
+    def _record(self, session: RequestSession) -> None:
+        if session.abort is not None and session.abort_call_id is not None:
+            self.aborts[session.abort_call_id] = session.abort
+            while len(self.aborts) > _MEMORY:
+                self.aborts.popitem(last=False)
+        self.sessions.append(session)

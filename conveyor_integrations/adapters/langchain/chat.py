@@ -1,0 +1,189 @@
+"""``ChatConveyor``: a LangChain chat model over any backend of ours, with partial execution.
+
+It always streams from the backend, also under ``invoke``/``ainvoke`` (which is what agents such
+as ``create_agent`` call), so the decorated tools bound with ``bind_tools`` start while the
+message is still being decoded. Under ``ainvoke``/``astream`` the turn runs on the caller's loop
+(async tools start there); under ``invoke``/``stream`` on the scheduler's. The messages are built
+in :mod:`.messages`. Example::
+
+    from conveyor_integrations.backends import Replay
+    model = ChatConveyor(backend=Replay('<tool_call>{"name": "search", "arguments": '
+                                        '{"query": "x"}}</tool_call>'))
+    msg = model.bind_tools([search]).invoke("find x")
+    msg.tool_calls[0]["args"]                       # {'query': 'x'}
+    msg.response_metadata["conveyor"]["calls"]      # per-call timings
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator, Sequence
+from typing import Any
+
+from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
+from langchain_core.language_models.chat_models import BaseChatModel
+from langchain_core.messages import BaseMessage, convert_to_openai_messages
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+from langchain_core.utils.function_calling import convert_to_openai_tool
+from pydantic import ConfigDict, Field, model_validator
+
+from ...backends.base import ChatRequest
+from ...policy import BoundTools
+from ...scheduler import Scheduler
+from ..common import ModelTurn, drive_async, drive_sync, resolve_scheduler
+from .messages import final_chunk, message, stream_chunk
+
+__all__ = ["ChatConveyor"]
+
+_SAMPLING = ("temperature", "top_p", "max_tokens", "seed", "stop")
+_NOT_SAMPLING = ("tools", "tool_choice", "stream", "conveyor_tools")
+
+
+class ChatConveyor(BaseChatModel):
+    """A drop-in LangChain chat model whose decorated tools start while it decodes.
+
+    ``backend`` is a ``Replay``, ``VLLMEngine`` or ``OpenAICompatible``; ``tool_format`` picks the
+    parser (None: the backend's default); other keywords are sampling parameters passed through.
+    ``approval_required`` names tools that a human approves (HITL): they never start early.
+    """
+
+    model_config = ConfigDict(arbitrary_types_allowed=True, populate_by_name=True)
+
+    backend: Any
+    """The token source (a ``conveyor_integrations.backends`` object)."""
+    tool_format: str | None = None
+    scheduler: Any = Field(default=None, exclude=True)
+    approval_required: list[str] = Field(default_factory=list)
+    model_name: str = Field(default="conveyor", alias="model")
+    temperature: float | None = None
+    top_p: float | None = None
+    max_tokens: int | None = None
+    seed: int | None = None
+    stop: list[str] | None = Field(default=None, alias="stop_sequences")
+    model_kwargs: dict[str, Any] = Field(default_factory=dict)
+    """Other sampling parameters for the backend."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _collect_sampling(cls, values: Any) -> Any:
+        if isinstance(values, dict):
+            known = set(cls.model_fields) | {f.alias for f in cls.model_fields.values() if f.alias}
+            extra = {k: values.pop(k) for k in list(values) if k not in known}
+            if extra:
+                values["model_kwargs"] = {**values.get("model_kwargs", {}), **extra}
+        return values
+
+    @property
+    def _llm_type(self) -> str:
+        return "conveyor"
+
+    @property
+    def _identifying_params(self) -> dict[str, Any]:
+        return {"model_name": self.model_name, "tool_format": self._format(),
+                **self._sampling(None)}
+
+    def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> Any:
+        params = super()._get_ls_params(stop=stop, **kwargs)
+        params["ls_provider"] = "conveyor"
+        params["ls_model_name"] = kwargs.get("model", self.model_name)
+        return params
+
+    @property
+    def sched(self) -> Scheduler:
+        """The scheduler that runs the early executions (the process-wide one by default)."""
+        return resolve_scheduler(self.scheduler)
+
+    def _format(self) -> str:
+        return str(self.tool_format or getattr(self.backend, "default_tool_format", "hermes"))
+
+    def _sampling(self, stop: list[str] | None) -> dict[str, Any]:
+        out = {k: getattr(self, k) for k in _SAMPLING if getattr(self, k) is not None}
+        if stop:
+            out["stop"] = stop
+        return {**out, **self.model_kwargs}
+
+    # -- tools ---------------------------------------------------------------------------------
+    def bind_tools(self, tools: Sequence[Any], *, tool_choice: str | dict[str, Any] | bool | None
+                   = None, strict: bool | None = None, **kwargs: Any) -> Any:
+        """Bind tools and an optional ``tool_choice`` ("auto", "required", "none", "any", a tool
+        name, or True meaning the single tool). ``strict=True`` marks the schemas strict (vLLM's
+        server constrains a forced call's arguments only for strict tools). The decorated tool
+        objects among ``tools`` are the only ones that may start early."""
+        bound_tools = BoundTools(tools)
+        schemas = [convert_to_openai_tool(t, strict=strict) for t in tools]
+        names = [s["function"]["name"] for s in schemas]
+        if tool_choice is True:
+            tool_choice = names[0] if len(names) == 1 else "required"
+        if tool_choice == "any":
+            tool_choice = "required"
+        if isinstance(tool_choice, str) and tool_choice not in ("auto", "none", "required"):
+            if tool_choice not in names:
+                raise ValueError(f"tool_choice {tool_choice!r} is not a bound tool: {names}")
+            tool_choice = {"type": "function", "function": {"name": tool_choice}}
+        bound: dict[str, Any] = {"tools": schemas, "conveyor_tools": bound_tools, **kwargs}
+        if tool_choice not in (None, False):
+            bound["tool_choice"] = tool_choice
+        return self.bind(**bound)
+
+    # -- one turn ------------------------------------------------------------------------------
+    def _turn(self, messages: list[BaseMessage], stop: list[str] | None,
+              kwargs: dict[str, Any]) -> ModelTurn:
+        sampling = self._sampling(stop)
+        sampling.update({k: v for k, v in kwargs.items() if k not in _NOT_SAMPLING})
+        request = ChatRequest(messages=convert_to_openai_messages(messages),
+                              tools=list(kwargs.get("tools") or ()),
+                              tool_choice=kwargs.get("tool_choice"), sampling=sampling)
+        tools = kwargs.get("conveyor_tools")
+        return ModelTurn(self.sched, self.backend, request, tool_format=self._format(),
+                         tools=tools if isinstance(tools, BoundTools) else BoundTools(),
+                         approval_required=self.approval_required)
+
+    async def _chunks(self, turn: ModelTurn) -> AsyncIterator[ChatGenerationChunk]:
+        """The one flow both drivers run: a chunk per delta with content, then the final one."""
+        async for delta, events in turn.events():
+            chunk = stream_chunk(events)
+            if chunk is not None:
+                yield chunk
+        assert turn.result is not None
+        turn.delivered = True       # the final chunk carries the turn: its tools will be invoked
+        yield ChatGenerationChunk(message=final_chunk(turn.result, self._format(),
+                                                      self.model_name))
+
+    def _stream(self, messages: list[BaseMessage], stop: list[str] | None = None,
+                run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any
+                ) -> Iterator[ChatGenerationChunk]:
+        turn = self._turn(messages, stop, kwargs)
+        for chunk in drive_sync(self.sched, lambda: self._chunks(turn), turn.abandon):
+            if run_manager:
+                run_manager.on_llm_new_token(chunk.text, chunk=chunk)
+            yield chunk
+
+    async def _astream(self, messages: list[BaseMessage], stop: list[str] | None = None,
+                       run_manager: AsyncCallbackManagerForLLMRun | None = None, **kwargs: Any
+                       ) -> AsyncIterator[ChatGenerationChunk]:
+        turn = self._turn(messages, stop, kwargs)
+        async for chunk in drive_async(lambda: self._chunks(turn), turn.abandon):
+            if run_manager:
+                await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
+            yield chunk
+
+    def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None,
+                  run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any
+                  ) -> ChatResult:
+        turn = self._turn(messages, stop, kwargs)
+        for chunk in drive_sync(self.sched, lambda: self._chunks(turn), turn.abandon):
+            if run_manager and chunk.text:
+                run_manager.on_llm_new_token(chunk.text, chunk=chunk)
+        assert turn.result is not None
+        return ChatResult(generations=[ChatGeneration(
+            message=message(turn.result, self._format(), self.model_name))])
+
+    async def _agenerate(self, messages: list[BaseMessage], stop: list[str] | None = None,
+                         run_manager: AsyncCallbackManagerForLLMRun | None = None, **kwargs: Any
+                         ) -> ChatResult:
+        turn = self._turn(messages, stop, kwargs)
+        async for chunk in drive_async(lambda: self._chunks(turn), turn.abandon):
+            if run_manager and chunk.text:
+                await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
+        assert turn.result is not None
+        return ChatResult(generations=[ChatGeneration(
+            message=message(turn.result, self._format(), self.model_name))])

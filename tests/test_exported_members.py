@@ -1,0 +1,50 @@
+"""The public surface is exactly what is meant: each public module exports these names and no more
+(httpx's ``test_exported_members``); every name in ``__all__`` exists."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+
+import pytest
+
+PUBLIC = {
+    "conveyor_integrations": [
+        "AlreadyClaimed", "ClaimError", "ConveyorError", "EarlyAbort", "PartialExecution",
+        "RequestCancelled", "ResultDropped", "Scheduler", "ToolSpec", "ToolTimeout",
+        "default_scheduler", "partial_tool", "set_default_scheduler"],
+    "conveyor_integrations.adapters": [],
+    "conveyor_integrations.adapters.langchain": ["ChatConveyor", "ConveyorCallbackHandler"],
+    "conveyor_integrations.adapters.llamaindex": [
+        "ConveyorFunctionTool", "ConveyorLLM", "ConveyorTurnEndEvent"],
+    "conveyor_integrations.backends": [
+        "Backend", "BackendError", "ChatRequest", "Delta", "OpenAICompatible", "Replay",
+        "Transcript", "VLLMEngine", "new_request_id", "split_tokens"],
+    "conveyor_integrations.events": [
+        "CallDone", "CallEvent", "CallMalformed", "CallStarted", "Event", "FieldDone", "ItemDone",
+        "JSONPath", "StreamDone", "Text", "TextChunk"],
+    "conveyor_integrations.errors": [
+        "AlreadyClaimed", "ClaimError", "ConveyorError", "EarlyAbort", "RequestCancelled",
+        "ResultDropped", "ToolTimeout"],
+    "conveyor_integrations.policy": [
+        "ApprovalRequired", "BoundTools", "CompleteCallDispatch", "HoldSideEffects", "Policy",
+        "Start", "bound_specs"],
+    "conveyor_integrations.bench": ["main", "parse_args", "run_bench"],
+}
+
+
+@pytest.mark.parametrize("module", sorted(PUBLIC))
+def test_exported_members(module: str) -> None:
+    mod = importlib.import_module(module)
+    assert sorted(mod.__all__) == sorted(PUBLIC[module])
+    for name in mod.__all__:
+        assert hasattr(mod, name), f"{module}.{name} is in __all__ but missing"
+
+
+def test_partial_tool_signature() -> None:
+    from conveyor_integrations import partial_tool
+
+    params = inspect.signature(partial_tool).parameters
+    assert list(params) == ["tool", "start_on", "stream", "unit", "items", "combine",
+                            "execution", "side_effects", "timeout", "scheduler"]
+    assert params["unit"].default == "line" and params["side_effects"].default is False
