@@ -7,6 +7,7 @@
      ├── ClaimError          asking the scheduler for an early result went wrong
      │    ├── AlreadyClaimed     the result of that call was handed out before (exactly once)
      │    └── ResultDropped      the execution was cancelled or expired before anyone claimed it
+     ├── RunWhenInvoked      an execution gives no early result: the tool runs when invoked
      ├── ToolTimeout         a tool ran past its ``timeout``
      ├── RequestCancelled    the request's stream failed or was cancelled; its executions were cancelled
      └── BackendError        (backends.base) the token source failed
@@ -27,6 +28,7 @@ __all__ = [
     "EarlyAbort",
     "RequestCancelled",
     "ResultDropped",
+    "RunWhenInvoked",
     "ToolTimeout",
 ]
 
@@ -59,6 +61,12 @@ class AlreadyClaimed(ClaimError):
 
 class ResultDropped(ClaimError):
     """The early execution was cancelled, or expired unclaimed, so it has no result."""
+
+
+class RunWhenInvoked(ConveyorError):
+    """Raise from ``PartialExecution.finish`` to give no early result: the claim then tells the
+    framework to run the tool itself, when it invokes it (e.g. a plan with a step that must wait
+    for approval)."""
 
 
 class ToolTimeout(ConveyorError, TimeoutError):

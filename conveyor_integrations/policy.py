@@ -19,13 +19,16 @@ when a decorated tool of the same name exists elsewhere. Each rule is a wrapper 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from contextvars import Context, ContextVar
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from .spec import ToolSpec, spec_of
 
 __all__ = ["ApprovalRequired", "BoundTools", "CompleteCallDispatch", "HoldSideEffects", "Policy",
-           "Start", "bound_specs"]
+           "Start", "bound_specs", "current_policy"]
+
+_CURRENT: ContextVar[Policy | None] = ContextVar("conveyor_policy", default=None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +50,16 @@ class Policy(Protocol):
     def streams(self) -> dict[str, dict[str, str]]:
         """The ``streams=`` mapping the parser needs: tool -> {field: unit}."""
         ...
+
+    def requires_approval(self, name: str) -> bool:
+        """A human approves calls of ``name`` first (tools that run other tools, such as a plan,
+        ask this of the tools they run)."""
+        ...
+
+
+def current_policy() -> Policy | None:
+    """The policy of the request whose early run is executing (None outside one)."""
+    return _CURRENT.get()
 
 
 def bound_specs(tools: Iterable[Any]) -> dict[str, ToolSpec]:
@@ -88,6 +101,9 @@ class BoundTools:
     def streams(self) -> dict[str, dict[str, str]]:
         return {n: dict(s.streams) for n, s in self.specs.items() if s.streams}
 
+    def requires_approval(self, name: str) -> bool:
+        return False
+
 
 @dataclass(frozen=True, slots=True)
 class _Wrapper:
@@ -98,6 +114,9 @@ class _Wrapper:
 
     def streams(self) -> dict[str, dict[str, str]]:
         return self.inner.streams()
+
+    def requires_approval(self, name: str) -> bool:
+        return self.inner.requires_approval(name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +137,9 @@ class ApprovalRequired(_Wrapper):
     def decide(self, name: str) -> Start | None:
         return None if name in self.names else self.inner.decide(name)
 
+    def requires_approval(self, name: str) -> bool:
+        return name in self.names or self.inner.requires_approval(name)
+
 
 @dataclass(frozen=True, slots=True)
 class CompleteCallDispatch(_Wrapper):
@@ -129,3 +151,10 @@ class CompleteCallDispatch(_Wrapper):
 
     def streams(self) -> dict[str, dict[str, str]]:
         return {}
+
+
+def run_under(policy: Policy) -> Context:
+    """A fresh context in which :func:`current_policy` is ``policy`` (an early run's task)."""
+    ctx = Context()
+    ctx.run(_CURRENT.set, policy)
+    return ctx

@@ -27,7 +27,8 @@ from collections.abc import Collection, Coroutine, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from .execution import Execution
+from .early_run import EarlyRun
+from .errors import RunWhenInvoked
 from .policy import ApprovalRequired, BoundTools, CompleteCallDispatch, HoldSideEffects, Policy
 from .session import RequestSession
 from .spec import ToolSpec
@@ -137,7 +138,7 @@ class Scheduler:
 
     # -- claims ------------------------------------------------------------------------------
     def _take(self, call_id: str | None, name: str | None, args: Any,
-              spec: ToolSpec | None) -> Execution | None:
+              spec: ToolSpec | None) -> EarlyRun | None:
         if call_id is None and spec is not None and isinstance(args, dict):
             args = spec.tool_args(args)           # the key the call was stored under
         ex = self.store.take(call_id, name=name, args=args, spec=spec)
@@ -166,7 +167,7 @@ class Scheduler:
         if running is ex.loop and not ex.result.done():
             raise RuntimeError(f"claim() of {ex.call_id!r} would block the loop its execution "
                                "runs on; use aclaim()")
-        return True, ex.result.result()
+        return _outcome(ex)
 
     async def aclaim(self, call_id: str | None = None, *, name: str | None = None,
                      args: Any = None, spec: ToolSpec | None = None) -> tuple[bool, Any]:
@@ -178,7 +179,7 @@ class Scheduler:
         await asyncio.wait([waited])
         if not waited.cancelled():
             waited.exception()        # read here, or asyncio logs "exception never retrieved"
-        return True, ex.result.result()
+        return _outcome(ex)
 
     def release(self, call_id: str, reason: str = "released") -> bool:
         """Drop the unclaimed execution of ``call_id`` (cancel its work); False if there is none.
@@ -219,7 +220,14 @@ class Scheduler:
             pool.shutdown(wait=False, cancel_futures=True)
 
 
-async def _shutdown(executions: list[Execution]) -> None:
+def _outcome(ex: EarlyRun) -> tuple[bool, Any]:
+    try:
+        return True, ex.result.result()
+    except RunWhenInvoked:
+        return False, None
+
+
+async def _shutdown(executions: list[EarlyRun]) -> None:
     """Drop the pending executions, then cancel and reap every task left on the loop."""
     await asyncio.gather(*(ex.drop("scheduler closed") for ex in executions),
                          return_exceptions=True)

@@ -46,7 +46,7 @@ from .events import (
     StreamDone,
     TextChunk,
 )
-from .execution import Execution, Hooks
+from .early_run import EarlyRun, Hooks
 from .policy import Policy, Start
 from .store import ResultStore
 from .timings import CallTiming
@@ -73,7 +73,7 @@ class RequestSession:
         """Set (on the session's loop) when an execution raised ``EarlyAbort``."""
         self.abort_call_id: str | None = None
         self.decode_end: float | None = None
-        self._execs: dict[int, Execution] = {}
+        self._execs: dict[int, EarlyRun] = {}
         self._starts: dict[int, Start] = {}
         self._closed = False
         self._hooks = Hooks(on_abort=self._on_abort, on_waiting=store.arm_expiry)
@@ -82,7 +82,7 @@ class RequestSession:
     # -- the stream side -------------------------------------------------------------------
     def handle(self, events: Iterable[Event]) -> None:
         """Route one batch of parser events; cheap and non-blocking."""
-        posts: list[tuple[Execution, CallEvent]] = []
+        posts: list[tuple[EarlyRun, CallEvent]] = []
         execs = self._execs
         for ev in events:
             if isinstance(ev, _PIECES):
@@ -118,7 +118,7 @@ class RequestSession:
             return True
         return self._loop_thread == threading.get_ident()
 
-    def _on_started(self, ev: CallStarted) -> Execution | None:
+    def _on_started(self, ev: CallStarted) -> EarlyRun | None:
         timing = self.timings[ev.index] = CallTiming(ev.id, ev.name, ev.index,
                                                      seen=time.perf_counter(),
                                                      origin=self.started)
@@ -131,7 +131,7 @@ class RequestSession:
             return None
         return self._new(ev.index, ev.id, start, timing)
 
-    def _on_done(self, ev: CallDone) -> Execution | None:
+    def _on_done(self, ev: CallDone) -> EarlyRun | None:
         timing = self.timings.get(ev.index)
         if timing is None:
             timing = self.timings[ev.index] = CallTiming(ev.id, ev.name, ev.index,
@@ -147,7 +147,7 @@ class RequestSession:
             self.store.index_args(ex, ex.spec.tool_args(ev.args))
         return ex
 
-    def _on_malformed(self, ev: CallMalformed) -> Execution | None:
+    def _on_malformed(self, ev: CallMalformed) -> EarlyRun | None:
         timing = self.timings.get(ev.index)
         if timing is not None and timing.status in ("pending", "not_partial"):
             timing.status = "malformed"
@@ -156,10 +156,11 @@ class RequestSession:
             return ex
         return None
 
-    def _new(self, index: int, call_id: str, start: Start, timing: CallTiming) -> Execution:
-        ex = Execution(start.spec, call_id, timing, loop=self.loop, pool=self._pool,
+    def _new(self, index: int, call_id: str, start: Start, timing: CallTiming) -> EarlyRun:
+        ex = EarlyRun(start.spec, call_id, timing, loop=self.loop, pool=self._pool,
                        hooks=self._hooks, complete_only=start.complete_only,
-                       owner=self._owner, claim_timeout=self._claim_timeout)
+                       owner=self._owner, claim_timeout=self._claim_timeout,
+                       policy=self.policy)
         self._execs[index] = ex
         self.store.add(ex)
         return ex
@@ -206,12 +207,12 @@ class RequestSession:
                 "decode_s": round(end - self.started, 6), "calls": calls,
                 "saved_s": round(sum(c["saved_s"] or 0.0 for c in calls), 6), "abort": abort}
 
-    def _on_abort(self, ex: Execution, exc: EarlyAbort) -> None:
+    def _on_abort(self, ex: EarlyRun, exc: EarlyAbort) -> None:
         if self.abort is None:
             self.abort_call_id = ex.call_id
             self.abort = exc
 
 
-def _deliver(posts: list[tuple[Execution, CallEvent]]) -> None:
+def _deliver(posts: list[tuple[EarlyRun, CallEvent]]) -> None:
     for ex, ev in posts:
         ex.put(ev)

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 from .errors import AlreadyClaimed
 
 if TYPE_CHECKING:
-    from .execution import Execution
+    from .early_run import EarlyRun
     from .spec import ToolSpec
     from .timings import CallTiming
 
@@ -49,20 +49,20 @@ class ResultStore:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._by_id: dict[str, Execution] = {}
+        self._by_id: dict[str, EarlyRun] = {}
         self._keys: dict[str, tuple[str, str]] = {}
-        self._by_args: dict[tuple[str, str], deque[Execution]] = {}
+        self._by_args: dict[tuple[str, str], deque[EarlyRun]] = {}
         self._claimed: OrderedDict[str, CallTiming] = OrderedDict()
         self._aborted: OrderedDict[tuple[str, str], deque[str]] = OrderedDict()
         self._timers: dict[str, asyncio.TimerHandle] = {}
 
     # -- entries -----------------------------------------------------------------------------
-    def add(self, ex: Execution) -> None:
+    def add(self, ex: EarlyRun) -> None:
         """Hold ``ex`` under its call id."""
         with self._lock:
             self._by_id[ex.call_id] = ex
 
-    def index_args(self, ex: Execution, args: dict[str, Any]) -> None:
+    def index_args(self, ex: EarlyRun, args: dict[str, Any]) -> None:
         """The call is complete: also hold ``ex`` under its tool name and ``args``."""
         key = (ex.spec.name, canonical_args(args))
         with self._lock:
@@ -70,7 +70,7 @@ class ResultStore:
                 self._keys[ex.call_id] = key
                 self._by_args.setdefault(key, deque()).append(ex)
 
-    def discard(self, ex: Execution) -> bool:
+    def discard(self, ex: EarlyRun) -> bool:
         """Stop holding ``ex``; False when it was no longer held (claimed or dropped)."""
         with self._lock:
             if self._by_id.get(ex.call_id) is not ex:
@@ -78,7 +78,7 @@ class ResultStore:
             self._forget(ex)
             return True
 
-    def _forget(self, ex: Execution) -> None:
+    def _forget(self, ex: EarlyRun) -> None:
         del self._by_id[ex.call_id]
         key = self._keys.pop(ex.call_id, None)
         if key is not None:
@@ -94,12 +94,12 @@ class ResultStore:
         if timer is not None:
             _on_loop(ex.loop, timer.cancel)
 
-    def holds(self, ex: Execution) -> bool:
+    def holds(self, ex: EarlyRun) -> bool:
         """``ex`` is still held (neither claimed nor dropped)."""
         with self._lock:
             return self._by_id.get(ex.call_id) is ex
 
-    def get(self, call_id: str | None) -> Execution | None:
+    def get(self, call_id: str | None) -> EarlyRun | None:
         """The held execution of ``call_id``, without taking it."""
         with self._lock:
             return self._by_id.get(call_id) if call_id is not None else None
@@ -109,7 +109,7 @@ class ResultStore:
         with self._lock:
             return sum(1 for ex in self._by_id.values() if owner is None or ex.owner is owner)
 
-    def drain(self, owner: object) -> list[Execution]:
+    def drain(self, owner: object) -> list[EarlyRun]:
         """Stop holding the executions of ``owner`` (a scheduler that closes); they are returned."""
         with self._lock:
             held = [ex for ex in self._by_id.values() if ex.owner is owner]
@@ -119,7 +119,7 @@ class ResultStore:
 
     # -- claims ------------------------------------------------------------------------------
     def take(self, call_id: str | None = None, *, name: str | None = None, args: Any = None,
-             spec: ToolSpec | None = None) -> Execution | None:
+             spec: ToolSpec | None = None) -> EarlyRun | None:
         """Remove and return the execution for a claim, or None ("run the tool yourself").
 
         By ``call_id``, or by ``name`` and ``args``. With ``spec`` (the claiming tool's), an
@@ -163,7 +163,7 @@ class ResultStore:
         return True
 
     # -- expiry and aborts (called on the execution's loop) -------------------------------------
-    def arm_expiry(self, ex: Execution) -> None:
+    def arm_expiry(self, ex: EarlyRun) -> None:
         """Start the unclaimed-result timer of ``ex`` (on its loop), unless it is gone."""
         with self._lock:
             if self._by_id.get(ex.call_id) is not ex or ex.call_id in self._timers:
@@ -171,7 +171,7 @@ class ResultStore:
             self._timers[ex.call_id] = ex.loop.call_later(
                 ex.claim_timeout, self._expire, ex, context=contextvars.Context())
 
-    def _expire(self, ex: Execution) -> None:
+    def _expire(self, ex: EarlyRun) -> None:
         if self.discard(ex):
             ex.drop_soon(f"result of {ex.call_id!r} expired unclaimed after "
                          f"{ex.claim_timeout} s")

@@ -28,7 +28,7 @@ PUBLIC = {
         "ResultDropped", "ToolTimeout"],
     "conveyor_integrations.policy": [
         "ApprovalRequired", "BoundTools", "CompleteCallDispatch", "HoldSideEffects", "Policy",
-        "Start", "bound_specs"],
+        "Start", "bound_specs", "current_policy"],
     "conveyor_integrations.bench": ["main", "parse_args", "run_bench"],
 }
 

@@ -33,7 +33,7 @@ from ..backends.base import Backend
 from .harness import ModeBench
 from .records import MODES, RunRecord
 from .report import markdown_table, overhead_table, rich_table, scale_table, summarize
-from .workload import Env
+from .workload_base import Env
 from .workloads import WORKLOADS
 
 __all__ = ["backend_for", "main", "parse_args", "run_bench"]

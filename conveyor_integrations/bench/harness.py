@@ -29,7 +29,7 @@ from ..policy import BoundTools
 from ..scheduler import Scheduler
 from ..turn import TurnCollector, stream_turn
 from .records import RunRecord, Span
-from .workload import Env, Mark, StampingParser, Trace, Workload, ideal_latency
+from .workload_base import Env, Mark, StampingParser, Trace, Workload, ideal_latency
 
 __all__ = ["ModeBench", "tool_graph"]
 

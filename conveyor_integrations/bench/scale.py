@@ -40,7 +40,7 @@ from ..partial import partial_tool
 from ..policy import BoundTools
 from ..scheduler import Scheduler
 from ..turn import TurnCollector, stream_turn
-from .workload import StampingParser
+from .workload_base import StampingParser
 
 __all__ = ["ameasure_scale", "measure_scale", "transcript"]
 

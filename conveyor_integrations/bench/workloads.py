@@ -27,7 +27,7 @@ from ..tools.search import HttpOptions, http_get_text
 from ..tools.sql import SQLExecution, StatementSplitter, run_sql_script
 from ..tools.validate import ValidateExecution, validation_errors
 from . import transcripts as tx
-from .workload import Env, Mark, Piece, Pieces, Trace, Workload, lc_tool, marks_of
+from .workload_base import Env, Mark, Piece, Pieces, Trace, Workload, lc_tool, marks_of
 
 __all__ = ["WORKLOADS", "Customer"]
 

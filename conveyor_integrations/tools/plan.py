@@ -40,17 +40,20 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
+from ..errors import RunWhenInvoked
 from ..events import CallDone, CallMalformed, CallStarted, Event, FieldDone, ItemDone, TextChunk
 from ..parsing import get_parser
 from ..parsing.plan import STEP_REF, step_refs
 from ..partial import partial_tool
+from ..policy import Policy, current_policy
+from ..spec import spec_of
 
 if TYPE_CHECKING:
     from ..parsing.base import ToolCallParser
     from ..scheduler import Scheduler
 
 __all__ = ["PlanError", "PlanExecution", "PlanRunner", "StepFailed", "StepRecord",
-           "arun_plan_text", "plan_tool", "render_plan", "run_plan_text"]
+           "arun_plan_text", "held_tools", "plan_tool", "render_plan", "run_plan_text"]
 
 
 
@@ -123,8 +126,12 @@ class PlanRunner:
         records = await runner.wait()
     """
 
-    def __init__(self, tools: Mapping[str, Callable[..., Any]]) -> None:
+    def __init__(self, tools: Mapping[str, Callable[..., Any]],
+                 held: frozenset[str] = frozenset()) -> None:
         self.tools = dict(tools)
+        self.held = held
+        """Tools whose steps never run from a partial plan (side effects, approval)."""
+        self.held_steps: list[int] = []
         self.params = _params(self.tools)
         """tool -> parameter names, the ``params=`` the plan parser needs for positional args."""
         self.steps: dict[int, StepRecord] = {}
@@ -155,6 +162,8 @@ class PlanRunner:
             self._fail(rec, self._ref_problem(number, ev.name, bad[0]), problem=True)
         elif ev.name not in self.tools:
             self._fail(rec, f"step {number}: unknown tool {ev.name!r}", problem=True)
+        elif ev.name in self.held:
+            self.held_steps.append(number)   # waits for the complete, approved call
         else:
             self._tasks.append(asyncio.ensure_future(self._run(rec)))
 
@@ -276,7 +285,9 @@ class PlanExecution:
         self._pieces: list[str] = []
 
     async def start(self, call: CallStarted) -> None:
-        return None
+        """Hold back the steps of tools with side effects or that need approval in this
+        request: none of them runs from a partial plan."""
+        self.runner.held = held_tools(self.tools, current_policy())
 
     async def feed(self, event: FieldDone | TextChunk | ItemDone) -> None:
         """Parse a complete line of the plan; a complete step starts at once."""
@@ -289,14 +300,26 @@ class PlanExecution:
         plan = args.get(self.field)
         if not isinstance(plan, str):
             raise TypeError(f"{self.field!r} must be a string, not {type(plan).__name__}")
-        if "".join(self._pieces) != plan:
+        if "".join(self._pieces) != plan and not self.runner.held:
             await self.runner.cancel()
             return await arun_plan_text(self.tools, plan)
         self.runner.add(*self._parser.close())
+        if self.runner.held_steps or "".join(self._pieces) != plan:
+            await self.runner.cancel()
+            raise RunWhenInvoked(f"steps {self.runner.held_steps} of the plan wait for the "
+                                 "framework to invoke it (side effects or approval)")
         return render_plan(await self.runner.wait())
 
     async def cancel(self) -> None:
         await self.runner.cancel()
+
+
+def held_tools(tools: Mapping[str, Callable[..., Any]], policy: Policy | None) -> frozenset[str]:
+    """The step tools that never run from a partial plan: those decorated
+    ``side_effects=True``, and those the request's policy says a human approves first."""
+    return frozenset(n for n, fn in tools.items()
+                     if ((spec := spec_of(fn)) is not None and spec.side_effects)
+                     or (policy is not None and policy.requires_approval(n)))
 
 
 def plan_tool(tools: Mapping[str, Callable[..., Any]], name: str = "run_plan", *,

@@ -17,7 +17,7 @@ from conveyor_integrations.bench.report import (
     scale_table,
     summarize,
 )
-from conveyor_integrations.bench.workload import Piece, ideal_latency
+from conveyor_integrations.bench.workload_base import Piece, ideal_latency
 
 
 def test_ideal_chains_dependent_pieces_and_overlaps_independent_ones() -> None:

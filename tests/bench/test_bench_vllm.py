@@ -12,7 +12,7 @@ from conveyor_integrations.bench.cli import backend_for
 from conveyor_integrations.bench.harness import ModeBench
 from conveyor_integrations.bench.records import MODES, RunRecord
 from conveyor_integrations.bench.search_server import SearchServer
-from conveyor_integrations.bench.workload import Env
+from conveyor_integrations.bench.workload_base import Env
 from conveyor_integrations.bench.workloads import WORKLOADS
 from conveyor_integrations.tools.calculator import evaluate
 

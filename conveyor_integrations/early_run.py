@@ -1,4 +1,4 @@
-"""One early execution of one tool call, on the loop that drives the call's stream.
+"""One early run of one tool call (an :class:`EarlyRun`), on the loop that drives its stream.
 
 Events for the call are queued in decoding order and one task feeds them to the tool's
 ``PartialExecution``, so ``feed`` is never re-entered and never reordered. Each step is bounded by
@@ -23,11 +23,12 @@ from typing import Any
 
 from .errors import EarlyAbort, ResultDropped, ToolTimeout
 from .events import CallDone, CallEvent, CallMalformed, CallStarted
+from .policy import Policy, run_under
 from .spec import ToolSpec
 from .strategies import CompleteCall
 from .timings import CallTiming
 
-__all__ = ["Execution", "Hooks"]
+__all__ = ["EarlyRun", "Hooks"]
 
 _log = logging.getLogger("conveyor_integrations")
 
@@ -36,25 +37,26 @@ _log = logging.getLogger("conveyor_integrations")
 class Hooks:
     """What an execution tells its owner (called on the execution's loop)."""
 
-    on_abort: Callable[[Execution, EarlyAbort], None]
+    on_abort: Callable[[EarlyRun, EarlyAbort], None]
     """It raised ``EarlyAbort``: stop decoding."""
-    on_waiting: Callable[[Execution], None]
+    on_waiting: Callable[[EarlyRun], None]
     """Its call is complete (or aborted): it now waits to be claimed."""
 
 
-class Execution:
+class EarlyRun:
     """State of one call's early execution (lives on ``loop``)."""
 
     def __init__(self, spec: ToolSpec, call_id: str, timing: CallTiming, *,
                  loop: asyncio.AbstractEventLoop, pool: Executor, hooks: Hooks,
                  complete_only: bool = False, owner: object = None,
-                 claim_timeout: float = 300.0) -> None:
+                 claim_timeout: float = 300.0, policy: Policy | None = None) -> None:
         self.spec, self.call_id, self.timing, self.loop = spec, call_id, timing, loop
         self._pool, self._hooks = pool, hooks
         self.owner = owner
         """The scheduler that started it (closing that scheduler drops it)."""
         self.claim_timeout = claim_timeout
         """Seconds it waits to be claimed once its call is complete."""
+        self._policy = policy
         self.result: concurrent.futures.Future[Any] = concurrent.futures.Future()
         self.final_args: dict[str, Any] | None = None
         """The complete call's arguments as the tool sees them (``spec.tool_args``)."""
@@ -75,9 +77,10 @@ class Execution:
             self._drop_task(f"call malformed: {event.reason}", "malformed")
             return
         if self._task is None:
-            # an empty context: the execution must not inherit the run config (LangChain's
-            # callbacks) of the model call whose stream started it
-            self._task = self.loop.create_task(self._work(), context=contextvars.Context())
+            # a fresh context: the execution must not inherit the run config (LangChain's
+            # callbacks) of the model call whose stream started it; it sees its request's policy
+            ctx = run_under(self._policy) if self._policy is not None else contextvars.Context()
+            self._task = self.loop.create_task(self._work(), context=ctx)
         if isinstance(event, CallDone):
             self.final_args = self.spec.tool_args(event.args)
             self._hooks.on_waiting(self)
@@ -206,7 +209,7 @@ class _Runner:
 
     __slots__ = ("_ex", "spec")
 
-    def __init__(self, ex: Execution) -> None:
+    def __init__(self, ex: EarlyRun) -> None:
         self._ex, self.spec = ex, ex.spec
 
     async def __call__(self, args: dict[str, Any]) -> Any:
