@@ -157,6 +157,9 @@ def spec_for_callable(
     dict), ``fields``/``defaults`` (from the tool's schema) and ``is_async`` when they know better
     than the signature.
     """
+    if not name or name.startswith("<"):
+        raise ValueError(f"partial_tool: a tool named {name!r} cannot be told apart from others "
+                         "(every lambda is '<lambda>'): use a def, or give the tool a name")
     if isinstance(start_on, str):
         raise TypeError(f"partial_tool(start_on=...) takes a list of field names, not the string "
                         f"{start_on!r}; write start_on=[{start_on!r}]")

@@ -9,7 +9,7 @@ real API). It speaks the contract of :func:`conveyor_integrations.tools.search.s
 Example::
 
     with SearchServer(latency_s=0.5) as server:
-        web_search = search_tool(server.url)
+        web_search = search_tool(server.url, allow_hosts=["127.0.0.1"])
         text = await web_search(["weather in Paris", "population of Lyon"])
         assert server.requests == 2
 """

@@ -31,7 +31,7 @@ from .workload_base import Env, Mark, Piece, Pieces, Trace, Workload, lc_tool, m
 
 __all__ = ["WORKLOADS", "Customer"]
 
-_HTTP = HttpOptions(timeout=30.0, retries=0)
+_HTTP = HttpOptions(timeout=30.0, retries=0, allow_hosts=("127.0.0.1",))  # the local server
 LIMITS = Limits(wall_s=120.0, cpu_s=120, memory_mb=4096)
 
 

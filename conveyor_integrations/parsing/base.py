@@ -79,6 +79,10 @@ def _content_of(delta: Any) -> str | None:
     return content if isinstance(content, str) else None
 
 
+def _nothing() -> None:
+    return None
+
+
 class ParserBase:
     """Shared constructor keywords and event plumbing of the built-in parsers.
 
@@ -89,7 +93,9 @@ class ParserBase:
     a server id are ``call_{id_prefix}_{index}`` (default: 8 random hex digits per parser).
 
     Subclasses implement ``_feed_text(text)`` and ``_close()`` and append events with
-    ``self._emit``. Example::
+    ``self._emit``. No exception escapes :meth:`feed` or :meth:`close`: should one be raised
+    inside (a parser bug on hostile input), the open call is reported as ``CallMalformed``
+    (``_abort``) and the rest of the message is plain text. Example::
 
         >>> from conveyor_integrations.parsing import HermesParser
         >>> HermesParser(id_prefix="x").new_id(3)
@@ -144,7 +150,10 @@ class ParserBase:
             return []
         text = delta if isinstance(delta, str) else _content_of(delta)
         if text:
-            self._feed_text(text)
+            try:
+                self._feed_text(text)
+            except Exception as exc:  # noqa: BLE001 - never take the stream down
+                self._broken(exc)
         return self._take()
 
     def close(self) -> list[Event]:
@@ -152,9 +161,28 @@ class ParserBase:
         if self._closed:
             return []
         self._closed = True
-        self._close()
+        try:
+            self._close()
+        except Exception as exc:  # noqa: BLE001 - never take the stream down
+            self._broken(exc)
         self._emit(StreamDone())
         return self._take()
+
+    def _broken(self, exc: Exception) -> None:
+        """After an internal error: fail the open call; the rest of the message is text."""
+        try:
+            self._abort(f"parser error on malformed input ({type(exc).__name__})")
+        except Exception:  # noqa: BLE001, S110 - the state is unknown; report what we can
+            pass
+        setattr(self, "_feed_text", self._text)  # noqa: B010 - replaces the bound method
+        setattr(self, "_close", _nothing)  # noqa: B010
+
+    def _abort(self, reason: str) -> None:
+        """Report the call in progress, if any, as ``CallMalformed(reason)``."""
+        from .assembler import CallAssembler
+        for value in vars(self).values():
+            if isinstance(value, CallAssembler) and not value.finished:
+                value.fail(reason)
 
     def _feed_text(self, text: str) -> None:
         raise NotImplementedError

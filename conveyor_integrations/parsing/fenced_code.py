@@ -172,6 +172,10 @@ class FencedCodeParser(ParserBase):
             self._splitter = None
             self._emit(CallMalformed(self._index, self._id, self.tool, reason))
 
+    def _abort(self, reason: str) -> None:
+        if self._state == _CODE:
+            self._fail(reason)
+
     def _finish(self) -> None:
         self._state = _TEXT
         self._bol = True

@@ -29,14 +29,21 @@ _WS = re.compile(r"[ \t\n\r]*")
 _NO_KEY = object()
 
 
+_PLAIN = (str, bytes, bytearray, int, float, complex, list, tuple, set, frozenset)
+
+
 def _get(obj: Any, key: str) -> Any:
     if type(obj) is dict:
         return obj.get(key)
-    if obj is None:
+    if obj is None or isinstance(obj, _PLAIN):   # ``"x".index`` is not a field
         return None
     if isinstance(obj, Mapping):
         return obj.get(key)
     return getattr(obj, key, None)
+
+
+class _Malformed(Exception):
+    pass
 
 
 class _Slot:
@@ -56,6 +63,9 @@ class OpenAIDeltaParser(ParserBase):
 
     Also takes a plain string (content) or an object with those attributes (the ``openai``
     package's ``ChoiceDelta``). The server's call id is kept; empty arguments mean ``{}``.
+    A malformed delta (``tool_calls`` not a list, an ``index`` that is not an int, ``arguments``
+    that are not a string...) never raises: the call it belongs to (or a new index, if none is
+    open) is reported as ``CallMalformed``; a wrongly typed ``content`` is ignored.
     Keywords: see :class:`~conveyor_integrations.parsing.base.ParserBase`.
 
     >>> p = OpenAIDeltaParser(id_prefix="d", tools=["search"])
@@ -73,21 +83,48 @@ class OpenAIDeltaParser(ParserBase):
         """Take one delta (dict, ``ChoiceDelta``-like object, or content string)."""
         if self._closed:
             return []
-        if isinstance(delta, str):
-            self._text(delta)
-        else:
-            content = _get(delta, "content")
-            if isinstance(content, str):
-                self._text(content)
-            for tc in _get(delta, "tool_calls") or ():
-                self._tool_delta(tc)
+        try:
+            if isinstance(delta, str):
+                self._text(delta)
+            else:
+                content = _get(delta, "content")
+                if isinstance(content, str):
+                    self._text(content)
+                tool_calls = _get(delta, "tool_calls")
+                if tool_calls:
+                    if type(tool_calls) is not list and not isinstance(tool_calls,
+                                                                       (list, tuple)):
+                        raise _Malformed("tool_calls is not a list")
+                    for tc in tool_calls:
+                        self._tool_delta(tc)
+        except Exception as exc:  # noqa: BLE001 - never take the stream down
+            self._abort(f"malformed tool_calls delta: {exc}" if isinstance(exc, _Malformed)
+                        else f"parser error on a malformed delta ({type(exc).__name__})")
         return self._take()
+
+    def _abort(self, reason: str) -> None:
+        """Fail the call in progress (or, if none, report a new index) with ``reason``."""
+        slot = self._cur
+        if slot is None:                          # no call to blame: report a new index
+            self._emit(CallMalformed(self._next_index(), None, None, reason))
+            return
+        if slot.failed:
+            return
+        slot.failed = True
+        slot.buf = []
+        if slot.call is not None:
+            slot.call.fail(reason)
+        else:
+            self._emit(CallMalformed(slot.index, slot.id or self.new_id(slot.index), None,
+                                     reason))
 
     def _tool_delta(self, tc: Any) -> None:
         key = _get(tc, "index")
         if key is None:
             key = 0 if self._key is _NO_KEY else self._key
         if key != self._key:
+            if type(key) is not int:              # checked only when the index changes
+                raise _Malformed(f"index must be an integer, not {type(key).__name__}")
             if key in self._done_keys:
                 return  # a late fragment of a call already finished
             self._finish()
@@ -121,8 +158,11 @@ class OpenAIDeltaParser(ParserBase):
                                              None, f"arguments exceed {self.max_arg_chars}"
                                              " characters"))
                 return
-        if isinstance(args, str) and args and slot.call is not None:
-            self._args(slot.call, args)
+        if isinstance(args, str):
+            if args and slot.call is not None:
+                self._args(slot.call, args)
+        elif args is not None:
+            raise _Malformed(f"arguments must be a string, not {type(args).__name__}")
 
     def _args(self, call: CallAssembler, text: str) -> None:
         if call.finished:

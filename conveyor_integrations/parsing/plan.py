@@ -181,6 +181,10 @@ class PlanParser(ParserBase):
         self._kind = _DEADLINE
         self._buf = []
 
+    def _abort(self, reason: str) -> None:
+        if self._kind == _CALLLINE:
+            self._fail(reason)
+
     def _finish_call(self, line: str) -> None:
         index, call_id, name, number, start = self._call
         try:

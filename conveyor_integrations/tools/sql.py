@@ -15,6 +15,11 @@ Read-only by default: the database is opened with ``file:...?mode=ro`` (``uri=Tr
 With ``side_effects=True`` the connection is read-write and the tool is
 ``partial_tool(side_effects=True)``: it runs only on the complete call (the core sees to that).
 
+Model output is untrusted: every statement runs under :class:`SQLLimits` (see
+:mod:`~conveyor_integrations.tools.sql_guard`): a deadline enforced by the progress handler
+*and* a watchdog that interrupts the connection, SQLite's ``SQLITE_LIMIT_LENGTH`` on strings
+and BLOBs, and caps on cells, rows and result characters (marked in the text, never silent).
+
 Hand-written because nothing splits SQLite scripts incrementally: ``executescript`` runs a whole
 script and returns no rows; ``sqlite3.complete_statement`` is the exact test SQLite's own shell
 uses, so it is used here rather than a SQL parser. Example::
@@ -34,15 +39,17 @@ from typing import TYPE_CHECKING, Any, cast
 
 from ..events import CallStarted, FieldDone, ItemDone, TextChunk
 from ..partial import partial_tool
+from .sql_guard import SQLLimits, Watchdog, apply_limits, render_cell, result_columns, value_cap
 
 if TYPE_CHECKING:
     from ..scheduler import Scheduler
 
-__all__ = ["SQLExecution", "StatementSplitter", "connect", "run_sql_script", "run_statement",
-           "sql_tool"]
+__all__ = ["SQLExecution", "SQLLimits", "StatementSplitter", "connect", "run_sql_script",
+           "run_statement", "sql_tool"]
 
-MAX_ROWS = 200
-"""Rows shown per statement; further rows are counted as ``... (more rows)``."""
+MAX_ROWS = SQLLimits.max_rows
+"""Rows shown per statement by default; further rows are counted as ``... (more rows)``."""
+_DEFAULT = SQLLimits()
 
 
 class StatementSplitter:
@@ -92,65 +99,94 @@ def _deny_attach(action: int, *args: Any) -> int:
     return sqlite3.SQLITE_OK
 
 
-def connect(db_path: str | Path, *, read_only: bool = True) -> sqlite3.Connection:
-    """Open ``db_path``: read-only (``mode=ro``, ``query_only``, no ``ATTACH``) or read-write."""
+def connect(db_path: str | Path, *, read_only: bool = True,
+            limits: SQLLimits | None = None) -> sqlite3.Connection:
+    """Open ``db_path``: read-only (``mode=ro``, ``query_only``, no ``ATTACH``) or read-write.
+
+    ``SQLITE_LIMIT_LENGTH`` is set from ``limits`` (default :class:`SQLLimits`).
+    """
     if not read_only:
-        return sqlite3.connect(db_path, check_same_thread=False, isolation_level=None)
-    uri = Path(db_path).resolve().as_uri() + "?mode=ro"
-    conn = sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None)
-    conn.execute("PRAGMA query_only = ON")
-    conn.set_authorizer(_deny_attach)
+        conn = sqlite3.connect(db_path, check_same_thread=False, isolation_level=None)
+    else:
+        uri = Path(db_path).resolve().as_uri() + "?mode=ro"
+        conn = sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None)
+        conn.execute("PRAGMA query_only = ON")
+        conn.set_authorizer(_deny_attach)
+    apply_limits(conn, limits or _DEFAULT)
     return conn
 
 
-def _cell(v: Any) -> str:
-    return "NULL" if v is None else str(v)
-
-
 def run_statement(conn: sqlite3.Connection, statement: str, *,
-                  max_seconds: float = 10.0) -> tuple[str, bool]:
-    """Run one statement; ``(its output, ok)``. Output: a header line and rows, or ``ok``."""
-    deadline = time.monotonic() + max_seconds
-    conn.set_progress_handler(lambda: int(time.monotonic() > deadline), 10_000)
+                  max_seconds: float | None = None, limits: SQLLimits | None = None,
+                  budget: int | None = None) -> tuple[str, bool]:
+    """Run one statement; ``(its output, ok)``. Output: a header line and rows, or ``ok``.
+
+    Runs under ``limits`` (``max_seconds``, if given, overrides its time limit); the output is
+    at most ``budget`` characters (default ``limits.max_result_chars``) plus a marker.
+    """
+    lim = limits or _DEFAULT
+    seconds = lim.max_seconds if max_seconds is None else max_seconds
+    cap = lim.max_result_chars if budget is None else budget
+    conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, value_cap(lim, result_columns(conn, statement)))
+    deadline = time.monotonic() + seconds
+    conn.set_progress_handler(lambda: int(time.monotonic() > deadline), lim.progress_every)
     try:
-        cur = conn.execute(statement)
-        if cur.description is None:
-            return ("ok" if cur.rowcount < 0 else f"ok ({cur.rowcount} rows changed)"), True
-        lines = [" | ".join(str(d[0]) for d in cur.description)]
-        rows = cur.fetchmany(MAX_ROWS + 1)
-        lines += [" | ".join(_cell(v) for v in row) for row in rows[:MAX_ROWS]]
-        if len(rows) > MAX_ROWS:
-            lines.append("... (more rows)")
-        return "\n".join(lines), True
+        with Watchdog(conn, seconds):
+            cur = conn.execute(statement)
+            if cur.description is None:
+                return ("ok" if cur.rowcount < 0 else f"ok ({cur.rowcount} rows changed)"), True
+            lines = [" | ".join(render_cell(d[0], lim) for d in cur.description)]
+            used = len(lines[0])
+            for n, row in enumerate(cur):
+                if n == lim.max_rows:
+                    lines.append("... (more rows)")
+                    break
+                lines.append(" | ".join(render_cell(v, lim) for v in row))
+                used += len(lines[-1]) + 1
+                if used > cap:
+                    lines[-1] = f"... (output truncated at {cap} characters)"
+                    break
+            return "\n".join(lines), True
     except sqlite3.Error as exc:
         msg = str(exc)
         if msg == "interrupted":
-            msg = f"interrupted after {max_seconds:g} s"
+            msg = f"interrupted after {seconds:g} s"
         return f"error: {type(exc).__name__}: {msg}", False
     finally:
         conn.set_progress_handler(None, 0)
+        conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, lim.max_value_bytes)
+
+
+_SCRIPT_CUT = "error: output limit of {} characters reached; later statements not run"
 
 
 def _script_lines(outputs: list[str]) -> str:
     return "\n".join(outputs)
 
 
-def run_sql_script(db_path: str | Path, script: str, *, read_only: bool = True) -> str:
+def run_sql_script(db_path: str | Path, script: str, *, read_only: bool = True,
+                   limits: SQLLimits | None = None) -> str:
     """Run every statement of ``script`` in order, stopping at the first error.
 
     ``script`` may hold several statements; the result is each one's output, one after another::
 
         run_sql_script("shop.db", "SELECT 1 AS one; SELECT 2 AS two;")   # 'one\\n1\\ntwo\\n2'
     """
+    lim = limits or _DEFAULT
     try:
-        conn = connect(db_path, read_only=read_only)
+        conn = connect(db_path, read_only=read_only, limits=lim)
     except sqlite3.Error as exc:
         return f"error: {type(exc).__name__}: {exc}"
     try:
-        outputs = []
+        outputs: list[str] = []
+        left = lim.max_result_chars
         for statement in split_statements(script):
-            out, ok = run_statement(conn, statement)
+            if left <= 0:
+                outputs.append(_SCRIPT_CUT.format(lim.max_result_chars))
+                break
+            out, ok = run_statement(conn, statement, limits=lim, budget=left)
             outputs.append(out)
+            left -= len(out) + 1
             if not ok:
                 break
         return _script_lines(outputs)
@@ -171,8 +207,11 @@ class SQLExecution:
     ``(statement, started, ended)`` for each statement that finished.
     """
 
-    def __init__(self, db_path: str | Path, *, field: str = "query") -> None:
+    def __init__(self, db_path: str | Path, *, field: str = "query",
+                 limits: SQLLimits | None = None) -> None:
         self.db_path, self.field = db_path, field
+        self.limits = limits or _DEFAULT
+        self._left = self.limits.max_result_chars
         self.ran: list[tuple[str, float]] = []
         self.spans: list[tuple[str, float, float]] = []
         self._splitter = StatementSplitter()
@@ -202,16 +241,22 @@ class SQLExecution:
             return
         if self._conn is None:
             try:
-                self._conn = await asyncio.to_thread(connect, self.db_path)
+                self._conn = await asyncio.to_thread(connect, self.db_path, limits=self.limits)
             except sqlite3.Error as exc:
                 self._outputs.append(f"error: {type(exc).__name__}: {exc}")
                 self._failed = True
                 return
+        if self._left <= 0:
+            self._outputs.append(_SCRIPT_CUT.format(self.limits.max_result_chars))
+            self._failed = True
+            return
         started = time.perf_counter()
         self.ran.append((statement, started))
-        out, ok = await asyncio.to_thread(run_statement, self._conn, statement)
+        out, ok = await asyncio.to_thread(run_statement, self._conn, statement,
+                                          limits=self.limits, budget=self._left)
         self.spans.append((statement, started, time.perf_counter()))
         self._outputs.append(out)
+        self._left -= len(out) + 1
         self._failed = not ok
 
     async def finish(self, args: dict[str, Any]) -> str:
@@ -222,7 +267,8 @@ class SQLExecution:
         try:
             if "".join(self._pieces) != script:
                 await self.cancel()
-                return await asyncio.to_thread(run_sql_script, self.db_path, script)
+                return await asyncio.to_thread(run_sql_script, self.db_path, script,
+                                               limits=self.limits)
             tail = self._splitter.close()
             if tail is not None:
                 self._queue(tail)
@@ -247,11 +293,13 @@ class SQLExecution:
 
 
 def sql_tool(db_path: str | Path, *, name: str = "run_sql", side_effects: bool = False,
-             scheduler: Scheduler | None = None) -> Callable[[str], str]:
+             scheduler: Scheduler | None = None,
+             limits: SQLLimits | None = None) -> Callable[[str], str]:
     """A ready ``run_sql(query: str) -> str`` tool over the SQLite database ``db_path``.
 
     Read-only, each statement running as soon as it is decoded; ``side_effects=True``: read-write,
-    run only on the complete call::
+    run only on the complete call. ``limits`` (default :class:`SQLLimits`) caps each statement's
+    time, engine memory and output::
 
         >>> import tempfile, os
         >>> db = os.path.join(tempfile.mkdtemp(), "t.db")
@@ -265,12 +313,13 @@ def sql_tool(db_path: str | Path, *, name: str = "run_sql", side_effects: bool =
 
     def run_sql(query: str) -> str:
         """Run SQLite statements (separated by ';') and return each one's rows as text."""
-        return run_sql_script(db_path, query, read_only=read_only)
+        return run_sql_script(db_path, query, read_only=read_only, limits=limits)
 
     run_sql.__name__ = run_sql.__qualname__ = name
     if side_effects:
         tool = partial_tool(run_sql, side_effects=True, scheduler=scheduler)
     else:
         tool = partial_tool(run_sql, stream="query", unit="line",
-                            execution=lambda: SQLExecution(db_path), scheduler=scheduler)
+                            execution=lambda: SQLExecution(db_path, limits=limits),
+                            scheduler=scheduler)
     return cast(Callable[[str], str], tool)

@@ -94,6 +94,9 @@ def base(srv: Server) -> str:
     return f"http://127.0.0.1:{srv.server_address[1]}"
 
 
+LOCAL = ("127.0.0.1",)            # the test servers are on loopback, refused unless allowed
+
+
 def one_block(query: str) -> str:
     lines = [f"- {query} #{i} <http://x/{i}>: {query[::-1]}" for i in range(2)]
     return f"## {query}\n" + "\n".join(lines)
@@ -102,15 +105,15 @@ def one_block(query: str) -> str:
 async def test_requests_start_before_the_call_is_decoded(sched: Scheduler,
                                                          server: Server) -> None:
     server.delay = 0.2
-    search_tool(base(server) + "/search", scheduler=sched)
+    tool = search_tool(base(server) + "/search", scheduler=sched, allow_hosts=LOCAL)
     queries = ["weather in Paris tomorrow", "population of Lyon in 2024",
                "distance from Paris to Lyon by train"]
     text = ("I will search for these.\n<tool_call>" +
             json.dumps({"name": "web_search", "arguments": {"queries": queries}}) +
             "</tool_call>")
-    session = sched.session()
+    session = sched.session(tools=[tool])
     result = await run_turn(Replay(text, tokens_per_s=50, seed=3), ChatRequest([]),
-                            parser=get_parser("hermes", streams=sched.parser_streams()),
+                            parser=get_parser("hermes", streams={}),
                             session=session)
     (call,) = result.calls
     found, value = await sched.aclaim(call.id)
@@ -127,12 +130,12 @@ async def test_requests_start_before_the_call_is_decoded(sched: Scheduler,
 
 def test_partial_equals_complete_on_generated_query_lists(sched: Scheduler,
                                                           server: Server) -> None:
-    web_search = search_tool(base(server) + "/search", scheduler=sched)
+    web_search = search_tool(base(server) + "/search", scheduler=sched, allow_hosts=LOCAL)
     rng = random.Random(7)
     words = ["paris", "lyon", "été", "a&b=c", "100%", "x y", "naïve?", "#tag", ""]
     for n in range(6):
         queries = [" ".join(rng.sample(words, rng.randint(1, 3))) for _ in range(n)]
-        s = sched.session()
+        s = sched.session(tools=[web_search])
         s.handle([CallStarted(0, f"c{n}", "web_search")] +
                  [ItemDone(0, ("queries",), i, q) for i, q in enumerate(queries)] +
                  [CallDone(0, f"c{n}", "web_search", {"queries": queries})])
@@ -144,7 +147,7 @@ def test_partial_equals_complete_on_generated_query_lists(sched: Scheduler,
 
 def test_retries_a_503_then_succeeds(server: Server) -> None:
     server.fail_first = {"flaky": 2}
-    opts = HttpOptions(retries=2, backoff=0.01)
+    opts = HttpOptions(retries=2, backoff=0.01, allow_hosts=LOCAL)
     text = asyncio.run(http_get_text(base(server) + "/search", {"q": "flaky"}, opts))
     assert text == one_block("flaky").split("\n", 1)[1]
     assert [q for _, q in server.arrivals] == ["flaky"] * 3
@@ -152,13 +155,13 @@ def test_retries_a_503_then_succeeds(server: Server) -> None:
 
 def test_gives_up_after_the_retries(server: Server) -> None:
     server.fail_first = {"down": 5}
-    opts = HttpOptions(retries=1, backoff=0.01)
+    opts = HttpOptions(retries=1, backoff=0.01, allow_hosts=LOCAL)
     text = asyncio.run(http_get_text(base(server) + "/search", {"q": "down"}, opts))
     assert text == "error: failed after 2 attempts: HTTP 503 Service Unavailable"
 
 
 def test_connection_refused_is_an_error_line() -> None:
-    opts = HttpOptions(retries=1, backoff=0.01)
+    opts = HttpOptions(retries=1, backoff=0.01, allow_hosts=LOCAL)
     text = asyncio.run(http_get_text("http://127.0.0.1:9/search", {"q": "x"}, opts))
     assert text.startswith("error: failed after 2 attempts: ConnectError")
 
@@ -167,7 +170,7 @@ def test_size_cap(server: Server) -> None:
     async def get(max_bytes: int) -> str:
         try:
             return await http_get_text(base(server) + "/big", None,
-                                       HttpOptions(max_bytes=max_bytes))
+                                       HttpOptions(max_bytes=max_bytes, allow_hosts=LOCAL))
         finally:
             await aclose_shared_client()
 
@@ -176,16 +179,16 @@ def test_size_cap(server: Server) -> None:
 
 
 def test_timeout_error_message(server: Server) -> None:
-    opts = HttpOptions(timeout=0.3, retries=2)
+    opts = HttpOptions(timeout=0.3, retries=2, allow_hosts=LOCAL)
     text = asyncio.run(http_get_text(base(server) + "/slow", None, opts))
     assert text == "error: timed out after 0.3 s"
     assert len(server.arrivals) == 1                     # a timeout is not retried
 
 
 def test_fetch_tool(sched: Scheduler, server: Server) -> None:
-    fetch = fetch_tool(scheduler=sched)
+    fetch = fetch_tool(scheduler=sched, allow_hosts=LOCAL)
     urls = [base(server) + "/page", base(server) + "/missing", "file:///etc/passwd"]
-    s = sched.session()
+    s = sched.session(tools=[fetch])
     s.handle([CallStarted(0, "f1", "fetch")] +
              [ItemDone(0, ("urls",), i, u) for i, u in enumerate(urls)] +
              [CallDone(0, "f1", "fetch", {"urls": urls})])

@@ -7,6 +7,7 @@ import dataclasses
 import json
 import sqlite3
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -17,6 +18,7 @@ from conveyor_integrations.backends import ChatRequest, Replay
 from conveyor_integrations.events import CallDone, CallStarted, FieldDone, TextChunk
 from conveyor_integrations.parsing import get_parser
 from conveyor_integrations.parsing.statements import split_text
+from conveyor_integrations.policy import BoundTools
 from conveyor_integrations.scheduler import Scheduler
 from conveyor_integrations.tools.sql import (
     SQLExecution,
@@ -116,15 +118,14 @@ def test_read_only_refuses_writes(db: Path) -> None:
 
 
 def test_statements_run_while_the_query_is_decoded(sched: Scheduler, db: Path) -> None:
-    sql_tool(db, scheduler=sched)
-    spec, execs = sched.spec("run_sql"), []
-    assert spec is not None
+    spec, execs = sql_tool(db, scheduler=sched).conveyor_spec, []
 
     def capture(run: Any) -> Any:                         # the real tool's execution, kept
         execs.append(spec.make_execution(run))
         return execs[-1]
 
-    sched.register(dataclasses.replace(spec, make_execution=capture))
+    capturing = SimpleNamespace(conveyor_spec=dataclasses.replace(spec, make_execution=capture))
+    bound = BoundTools([capturing])
     query = ("SELECT name FROM items WHERE stock > 10 ORDER BY name;\n"
              "SELECT count(*) AS n FROM items;\n"
              "SELECT name, price FROM items WHERE price BETWEEN 1 AND 3 ORDER BY price DESC;\n")
@@ -132,9 +133,9 @@ def test_statements_run_while_the_query_is_decoded(sched: Scheduler, db: Path) -
             "}}</tool_call>")
 
     async def turn() -> tuple[float, Any]:
-        session = sched.session()
+        session = sched.session(tools=bound)
         result = await run_turn(Replay(text, tokens_per_s=200, seed=2), ChatRequest([]),
-                                parser=get_parser("hermes", streams=sched.parser_streams()),
+                                parser=get_parser("hermes", streams=bound.streams()),
                                 session=session)
         found, value = await sched.aclaim(result.calls[0].id)
         assert found and session.decode_end is not None
@@ -154,7 +155,7 @@ def test_side_effects_tool_runs_only_on_the_complete_call(sched: Scheduler, tmp_
     conn.executescript("CREATE TABLE log(msg TEXT);")
     conn.close()
     write = sql_tool(db, name="sql_write", side_effects=True, scheduler=sched)
-    assert sched.parser_streams() == {}
+    assert BoundTools([write]).streams() == {}
     query = "INSERT INTO log VALUES ('a');\nINSERT INTO log VALUES ('b');\n"
     prefix = [CallStarted(0, "w1", "sql_write"),
               TextChunk(0, ("query",), "INSERT INTO log VALUES ('a');\n"),
@@ -167,14 +168,14 @@ def test_side_effects_tool_runs_only_on_the_complete_call(sched: Scheduler, tmp_
         finally:
             conn.close()
 
-    s = sched.session()
+    s = sched.session(tools=[write])
     s.handle(prefix)
     s.handle([CallDone(0, "w1", "sql_write", {"query": query})])
     assert sched.pending() == 0 and count() == 0          # nothing ran on the prefix, nor early
     assert sched.claim("w1") == (False, None)             # the framework runs it itself
     assert write(query) == "ok (1 rows changed)\nok (1 rows changed)" and count() == 2
 
-    s2 = sched.session(run_side_effects=True)             # nothing left to veto the call
+    s2 = sched.session(tools=[write], run_side_effects=True)             # nothing left to veto the call
     s2.handle([CallStarted(0, "w2", "sql_write"),
                TextChunk(0, ("query",), "INSERT INTO log VALUES ('c');\n")])
     assert sched.pending() == 0 and count() == 2          # still nothing on a prefix

@@ -1,0 +1,1 @@
+"""Attack tests: model output is untrusted; each test checks the attack had no effect."""
