@@ -179,9 +179,8 @@ class ParserBase:
 
     def _abort(self, reason: str) -> None:
         """Report the call in progress, if any, as ``CallMalformed(reason)``."""
-        from .assembler import CallAssembler
-        for value in vars(self).values():
-            if isinstance(value, CallAssembler) and not value.finished:
+        for value in vars(self).values():     # a CallAssembler (duck-typed: no import cycle)
+            if getattr(value, "finished", True) is False and callable(getattr(value, "fail", None)):
                 value.fail(reason)
 
     def _feed_text(self, text: str) -> None:
