@@ -14,13 +14,20 @@ including the traceback, so decoding stops and the model can fix the code sooner
 
 The result is exactly what running the complete code at once prints (:func:`run_python_code`):
 stdout and stderr in the order they were written, then the traceback of an uncaught exception,
-or a ``[sandbox] stopped: ...`` line when a limit stopped the program. ``finish`` checks that the
-statements fed make up the final code and that the whole program compiles without errors or
-warnings; otherwise (a ``SyntaxError`` anywhere means the complete program runs nothing) it runs
-the complete code in a fresh worker, so partial and complete results do not differ (unless the
-program depends on timing: the wall-clock limit adds up the statements' times, and
-``Limits.statement_s`` applies to partial execution only). The worker starts (~50-100 ms) when
-the call begins, while the model is still decoding its first statement.
+or a ``[sandbox] stopped: ...`` line when a limit stopped the program. Once a statement ran, the
+program is never run again, so every side effect happens once. ``finish`` checks that the whole
+program compiles (warnings do not count): if not, the complete program would run nothing, so it
+is run in a fresh worker, where its ``SyntaxError`` is all it prints (nothing runs). When the
+final code only adds statements to those fed, the rest runs in the same worker; when it differs
+otherwise, the result is what ran, with a ``[sandbox]`` note saying the final code was not run.
+With nothing run yet, the complete code runs at once. (Timing-dependent programs aside: the
+wall-clock limit adds up the statements' times, and ``Limits.statement_s`` applies to partial
+execution only.) The worker starts (~50-100 ms) when the call begins, while the model is still
+decoding its first statement.
+
+Generated code runs in the sandbox of :mod:`~conveyor_integrations.tools.python_isolation`
+(``isolation="sandbox"``, the default; without it the tool refuses to run, naming the fix) or,
+opted out explicitly with ``isolation="process"``, as a plain limited subprocess.
 
 Hand-written (``codeop``/``ast`` via the splitter decide completeness; the rest is ours), because
 no package does this: ``code.InteractiveInterpreter`` and RestrictedPython run in-process,
@@ -53,6 +60,7 @@ from typing import TYPE_CHECKING, Any, cast
 from ..errors import EarlyAbort
 from ..events import CallStarted, FieldDone, ItemDone, TextChunk
 from ..partial import partial_tool
+from .python_isolation import Isolation, check_isolation
 from .python_sandbox import (
     Limits,
     Reply,
@@ -66,10 +74,12 @@ from .python_sandbox import (
 if TYPE_CHECKING:
     from ..scheduler import Scheduler
 
-__all__ = ["Limits", "PythonExecution", "StatementResult", "arun_python_code", "partial_python",
-           "python_tool", "run_python", "run_python_code"]
+__all__ = ["Isolation", "Limits", "PythonExecution", "StatementResult", "arun_python_code",
+           "partial_python", "python_tool", "run_python", "run_python_code"]
 
 _STOPS = ("error", "syntax", "killed")
+_CHANGED = ("[sandbox] the final code differs from the statements that ran; it was not run "
+            "again (their side effects would happen twice)\n")
 run_python: Callable[[str], str]
 """The ready tool, ``python_tool()``: made (and registered) on first use, see ``__getattr__``."""
 
@@ -98,14 +108,18 @@ class PythonExecution:
         def run_python(code: str) -> str:
             return run_python_code(code)
 
-    ``statements`` lists what ran, with per-statement output and times.
+    ``statements`` lists what ran, with per-statement output and times. ``isolation``:
+    ``"sandbox"`` (default; raises ``SandboxUnavailable`` here if it cannot be had) or
+    ``"process"`` (no security boundary, warned once).
     """
 
     def __init__(self, *, field: str = "code", limits: Limits | None = None,
-                 abort_on_error: bool = False) -> None:
+                 abort_on_error: bool = False, isolation: Isolation = "sandbox") -> None:
+        check_isolation(isolation)
         self.field = field
         self.limits = limits or Limits()
         self.abort_on_error = abort_on_error
+        self.isolation: Isolation = isolation
         self.statements: list[StatementResult] = []
         self._pieces: list[str] = []
         self._queue: asyncio.Queue[str | None] = asyncio.Queue()
@@ -120,7 +134,7 @@ class PythonExecution:
 
     async def _ensure_worker(self) -> Worker:
         if self._worker is None:
-            self._worker = await Worker.spawn(self.limits)
+            self._worker = await Worker.spawn(self.limits, isolation=self.isolation)
             self._runner = asyncio.ensure_future(self._run_queue(self._worker))
         return self._worker
 
@@ -177,24 +191,42 @@ class PythonExecution:
             worker = self._worker
             if worker is None or not self.statements:      # nothing ran: run it all at once here
                 return await run_whole(await self._ensure_worker(), code)
-            stop = self._stop
-            if ("".join(self._pieces) != code or (stop is not None and stop.status == "syntax")
-                    or not await self._compiles_cleanly(worker, code)):
-                await self.cancel()
-                return await arun_python_code(code, limits=self.limits)
-            note = stop.text if stop is not None and stop.status == "killed" else ""
-            result = render(worker.output(), note, self.limits.max_output)
-            if self.abort_on_error and stop is not None and stop.status in _STOPS:
-                raise EarlyAbort(result)   # the model may still be writing: stop it now
-            return result
+            if not any(s.status != "syntax" for s in self.statements):
+                await self.cancel()                        # nothing ran: run it all, fresh
+                return await self._fresh(code)
+            if not await self._compiles(worker, code):
+                await self.cancel()      # a SyntaxError: the complete program runs nothing
+                return await self._fresh(code)
+            return await self._result(worker, code)
         finally:
             await self.cancel()
 
-    async def _compiles_cleanly(self, worker: Worker, code: str) -> bool:
+    async def _fresh(self, code: str) -> str:
+        return await arun_python_code(code, limits=self.limits, isolation=self.isolation)
+
+    async def _result(self, worker: Worker, code: str) -> str:
+        fed, stop, note = "".join(self._pieces), self._stop, ""
+        if fed != code and code.startswith(fed) and stop is None:
+            self._pieces.append(code[len(fed):])           # the statements not fed yet
+            self._queue = asyncio.Queue()
+            self._queue.put_nowait(code[len(fed):])
+            self._queue.put_nowait(None)
+            await self._run_queue(worker)
+            stop = self._stop
+        elif not code.startswith(fed):
+            note = _CHANGED
+        if stop is not None and stop.status == "killed":
+            note = stop.text + note
+        result = render(worker.output(), note, self.limits.max_output)
+        if self.abort_on_error and stop is not None and stop.status in _STOPS:
+            raise EarlyAbort(result)   # the model may still be writing: stop it now
+        return result
+
+    async def _compiles(self, worker: Worker, code: str) -> bool:
         if worker.alive:
             return await worker.check(code)
-        checker = await Worker.spawn(self.limits)      # the worker was stopped by a limit
-        try:
+        checker = await Worker.spawn(self.limits, isolation=self.isolation, slot=False)
+        try:                                    # the worker was stopped by a limit
             return await checker.check(code)
         finally:
             await checker.kill()
@@ -211,18 +243,21 @@ class PythonExecution:
 
 def python_tool(name: str = "run_python", *, timeout: float | None = None,
                 abort_on_error: bool = False, limits: Limits | None = None,
-                scheduler: Scheduler | None = None) -> Callable[[str], str]:
+                scheduler: Scheduler | None = None,
+                isolation: Isolation = "sandbox") -> Callable[[str], str]:
     """A ready ``run_python(code: str) -> str`` tool that runs statements as they are decoded.
 
     ``timeout`` is the wall-clock limit of the whole program (``Limits.wall_s``);
     ``abort_on_error`` stops decoding at the first failing statement. The function is decorated
     with ``partial_tool(stream="code", unit="statement", execution=...)`` and registered with
-    ``scheduler`` (default: the process-wide one)::
+    ``scheduler`` (default: the process-wide one). ``isolation`` as for
+    :class:`PythonExecution`, checked here::
 
         >>> run = python_tool("py_demo", timeout=10)
         >>> run("print('hi')")
         'hi\\n'
     """
+    check_isolation(isolation)
     lim = limits or Limits()
     if timeout is not None:
         lim = dataclasses.replace(lim, wall_s=timeout)
@@ -230,23 +265,28 @@ def python_tool(name: str = "run_python", *, timeout: float | None = None,
     def run_python(code: str) -> str:
         """Run Python code in a sandboxed subprocess and return what it printed (stdout and
         stderr, then the traceback if it failed)."""
-        return run_python_code(code, limits=lim)
+        return run_python_code(code, limits=lim, isolation=isolation)
 
     run_python.__name__ = run_python.__qualname__ = name
     return cast(Callable[[str], str], partial_python(
-        run_python, limits=lim, abort_on_error=abort_on_error, scheduler=scheduler))
+        run_python, limits=lim, abort_on_error=abort_on_error, scheduler=scheduler,
+        isolation=isolation))
 
 
 def partial_python(tool: Any, *, field: str = "code", limits: Limits | None = None,
-                   abort_on_error: bool = False, scheduler: Scheduler | None = None) -> Any:
+                   abort_on_error: bool = False, scheduler: Scheduler | None = None,
+                   isolation: Isolation = "sandbox") -> Any:
     """Make ``tool`` (a function, LangChain or LlamaIndex tool taking the program in ``field``)
     run its statements as they are decoded, with :class:`PythonExecution`. Same as
     ``partial_tool(tool, stream=field, unit="statement", execution=lambda: PythonExecution())``::
 
         lc_tool = partial_python(StructuredTool.from_function(run_python), abort_on_error=True)
     """
+    check_isolation(isolation)
+
     def make() -> PythonExecution:
-        return PythonExecution(field=field, limits=limits, abort_on_error=abort_on_error)
+        return PythonExecution(field=field, limits=limits, abort_on_error=abort_on_error,
+                               isolation=isolation)
 
     return partial_tool(tool, stream=field, unit="statement", execution=make,
                         scheduler=scheduler)

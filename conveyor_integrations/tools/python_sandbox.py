@@ -1,25 +1,26 @@
-"""The host side of the Python sandbox: limits, the worker process, complete-program runs.
+"""The host side of the Python sandbox: the worker process, complete-program runs.
 
 Generated code never runs in the host process. Each execution gets its own worker process
-(:mod:`~conveyor_integrations.tools.python_worker`), started as ``python -s -P -B`` with:
+(:mod:`~conveyor_integrations.tools.python_worker`), started as ``python -s -P -B``:
 
-* a fresh temporary folder as working directory (``HOME`` and ``TMPDIR`` beside it), removed
-  when the worker is closed;
-* a minimal environment built from scratch: ``PATH``, ``HOME``, ``TMPDIR``, ``LANG``, a fixed
-  ``PYTHONHASHSEED`` (so a program prints the same set order every time it runs, partial or not),
-  one thread for BLAS/OpenMP, ``MPLBACKEND=Agg``, plus what ``Limits.env`` adds; none of the
-  host's variables, so no credentials leak in. (``-I`` would also ignore ``PYTHONHASHSEED``; since
-  the environment is built from nothing, ``-s -P`` give the same isolation.) Site-packages stay
-  on, so numpy or matplotlib import as usual;
-* its own session and process group (``start_new_session=True``): cancelling kills the whole
-  group with ``SIGKILL`` and reaps the worker; a finalizer and ``atexit`` do the same for a worker
-  nobody closed, and a worker whose host went away exits at the end of its input;
-* resource limits set by the worker on itself before it reads any code (:class:`Limits`), and
-  wall-clock limits enforced here, by killing the group.
+* with ``isolation="sandbox"`` (the default) inside bubblewrap with its own namespaces, a
+  read-only view of the runtime only, a size-capped private tmpfs and a seccomp filter
+  (:mod:`~conveyor_integrations.tools.python_isolation`); with ``isolation="process"`` (an
+  explicit opt-out, warned once) as a plain subprocess in a fresh temporary folder;
+* with a minimal environment built from scratch (``PATH``, ``HOME``, ``TMPDIR``, ``LANG``, a
+  fixed ``PYTHONHASHSEED``, one BLAS thread, ``MPLBACKEND=Agg`` and ``Limits.env``): none of the
+  host's variables;
+* with resource limits set by the worker on itself before it reads any code (:class:`Limits`),
+  wall-clock limits enforced here by killing it. At most ``set_max_workers(n)`` workers live at
+  once per process; further calls wait for a slot.
 
-Everything the program writes goes to one capture file (stdout and stderr together, in write
-order, the way ``python prog.py 2>&1`` shows them, tracebacks included); the host reads it. So
-the result of a program is the same whether it ran at once or statement by statement. Example::
+The whole process tree dies with the call: in the sandbox, killing its pid-namespace init (by
+pidfd) kills everything in it; bwrap's ``--die-with-parent`` and the worker's
+``PR_SET_PDEATHSIG`` end it when the host dies. The host trusts nothing the worker sends: frames
+are capped (``Limits.max_reply_bytes``) and checked field by field; a worker that breaks the
+protocol is killed and the call gets a ``[sandbox] stopped: ...`` error. Everything the program
+writes goes to one capture file (stdout and stderr together, in write order); the host reads it.
+Example::
 
     >>> run_python_code("print(sum(range(10)))")
     '45\\n'
@@ -32,144 +33,92 @@ import atexit
 import concurrent.futures
 import json
 import os
-import shutil
 import signal
-import sys
 import tempfile
 import weakref
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-__all__ = ["Limits", "Reply", "Worker", "arun_python_code", "render", "run_python_code"]
+from .python_isolation import Isolation, check_isolation
+from .python_limits import Limits, Reply, parse_reply, worker_slots
+from .python_process import ProtocolError, cleanup, prepare, read_info, recv, stop_tree
 
-WORKER_SCRIPT = str(Path(__file__).with_name("python_worker.py"))
-_MB = 1 << 20
-
-
-@dataclass(frozen=True)
-class Limits:
-    """What one program may use. ``None`` leaves a limit unset.
-
-    >>> Limits(wall_s=5, memory_mb=512).memory_mb
-    512
-    """
-
-    wall_s: float = 60.0
-    """Wall-clock seconds of execution for the whole program (statements' times added up)."""
-    statement_s: float | None = None
-    """Wall-clock seconds for one statement (partial execution only)."""
-    cpu_s: int | None = 60
-    """CPU seconds of the worker (``RLIMIT_CPU``); past it the worker is killed."""
-    memory_mb: int | None = 2048
-    """Address space (``RLIMIT_AS``); allocations past it raise ``MemoryError``."""
-    file_size_mb: int | None = 64
-    """Largest file the program may write, output included (``RLIMIT_FSIZE``)."""
-    open_files: int | None = 256
-    """Open file descriptors (``RLIMIT_NOFILE``)."""
-    allow_subprocess: bool = False
-    """Let the program start processes (fork, subprocess, multiprocessing). Off by default."""
-    processes: int | None = None
-    """``RLIMIT_NPROC`` when subprocesses are allowed. It counts every process of the user and
-    Linux does not enforce it for root, so the kill of the process group is what bounds them."""
-    max_output: int = 100_000
-    """Characters of output returned; the middle of a longer output is cut out."""
-    env: dict[str, str] = field(default_factory=dict)
-    """Extra environment variables for the program (nothing else of the host's is passed)."""
-
-
-@dataclass
-class Reply:
-    """The outcome of one piece sent to a worker."""
-
-    status: str
-    """``ok``, ``error`` (an exception), ``syntax`` (did not compile), ``exit`` (SystemExit) or
-    ``killed`` (a limit stopped the worker, or it died)."""
-    text: str = ""
-    """The traceback, or for ``killed`` the sandbox's message."""
-    line: int = 0
-    """First line of the piece in the whole program."""
-    started: float = 0.0
-    """``time.perf_counter()`` when the piece began (the worker's clock; CLOCK_MONOTONIC on
-    Linux, comparable with the host's)."""
-    ended: float = 0.0
-
+__all__ = ["Limits", "ProtocolError", "Reply", "Worker", "arun_python_code", "render",
+           "run_python_code", "run_whole"]
 
 _LIVE: weakref.WeakSet[Worker] = weakref.WeakSet()
-
-
-def _kill_group(pgid: int | None) -> None:
-    if pgid is not None and pgid > 1:            # never 0: that would be our own group
-        try:
-            os.killpg(pgid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-
-
-def _cleanup(state: dict[str, Any], root: str, cap_fd: int) -> None:
-    if not state["reaped"]:
-        _kill_group(state["worker"])
-        try:
-            os.kill(state["reaper"], signal.SIGTERM)   # the reaper ends and reaps the rest
-        except OSError:
-            pass
-    try:
-        os.close(cap_fd)
-    except OSError:
-        pass
-    shutil.rmtree(root, ignore_errors=True)
 
 
 class Worker:
     """One sandboxed worker process; create with ``await Worker.spawn(limits)``.
 
-    The host's child is the worker's *reaper* (``reaper_pid``); the worker (``pid``) runs the
-    code in a process group of its own, whose id is its pid."""
+    ``reaper_pid`` is the host's child (bwrap, or the worker's reaper with
+    ``isolation="process"``); ``pid`` is the worker's pid as the worker sees it (inside its pid
+    namespace when sandboxed); ``sandbox_pid`` the host pid of the sandbox's init."""
 
     def __init__(self, limits: Limits, proc: asyncio.subprocess.Process, root: str,
-                 cap_fd: int) -> None:
+                 cap_fd: int, state: dict[str, Any]) -> None:
         self.limits, self.proc, self.root, self._cap_fd = limits, proc, root, cap_fd
         self.reaper_pid = proc.pid
         self.pid: int | None = None
-        self.workdir = os.path.join(root, "work")
+        self.sandbox_pid: int | None = None
+        self.sandboxed = bool(state["sandboxed"])
+        self.workdir = "/sandbox/work" if self.sandboxed else os.path.join(root, "work")
         self.closed = False
         self._kept = b""                 # the output, kept when a limit killed the worker
-        self._state: dict[str, Any] = {"worker": None, "reaper": proc.pid, "reaped": False}
-        self._finalizer = weakref.finalize(self, _cleanup, self._state, root, cap_fd)
+        self._state = state
+        state["reaper"] = proc.pid
+        self._finalizer = weakref.finalize(self, cleanup, state, root, cap_fd)
         _LIVE.add(self)
 
     @classmethod
-    async def spawn(cls, limits: Limits | None = None) -> Worker:
-        """Start a worker in a new temporary folder; returns once it is ready for code."""
+    async def spawn(cls, limits: Limits | None = None, *, isolation: Isolation = "sandbox",
+                    slot: bool = True) -> Worker:
+        """Start a worker; returns once it is ready for code. ``slot``: count it against the
+        process-wide cap (waiting for a free slot)."""
         limits = limits or Limits()
+        check_isolation(isolation)
+        sandboxed = isolation == "sandbox"
+        if slot:
+            await worker_slots().acquire()
+        state: dict[str, Any] = {"worker": None, "reaper": None, "reaped": False,
+                                 "pidfd": None, "slot": slot, "sandboxed": sandboxed}
         root = tempfile.mkdtemp(prefix="conveyor-python-")
-        cap_fd = -1
+        cap_fd, info = -1, None
+        fds: list[int] = []
         try:
-            for sub in ("work", "home", "tmp"):
-                os.mkdir(os.path.join(root, sub), 0o700)
             cap_fd = os.open(os.path.join(root, "output"),
                              os.O_CREAT | os.O_RDWR | os.O_APPEND | os.O_CLOEXEC, 0o600)
+            cmd, env, cwd, fds, info = prepare(limits, root, sandboxed)
             proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-s", "-P", "-B", WORKER_SCRIPT, json.dumps(_config(limits)),
-                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=cap_fd,
-                cwd=os.path.join(root, "work"), env=_environment(root, limits),
-                start_new_session=True, close_fds=True)
+                *cmd, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+                stderr=cap_fd, cwd=cwd, env=env, start_new_session=True, close_fds=True,
+                pass_fds=tuple(fds))
         except BaseException:
-            if cap_fd >= 0:
-                os.close(cap_fd)
-            shutil.rmtree(root, ignore_errors=True)
+            if info is not None:
+                os.close(info)
+            cleanup(state, root, cap_fd)
             raise
-        worker = cls(limits, proc, root, cap_fd)
+        finally:
+            for fd in fds:
+                os.close(fd)
+        worker = cls(limits, proc, root, cap_fd, state)
         try:
             async with asyncio.timeout(60):
                 hello = await worker._recv()
-            if hello is None or not isinstance(hello.get("pid"), int) or hello["pid"] <= 1:
+            if hello is None or type(hello.get("pid")) is not int or hello["pid"] <= 1:
                 raise RuntimeError("the Python worker failed to start: " +
                                    worker.output()[-2000:].decode("utf-8", "replace"))
-            worker.pid = worker._state["worker"] = hello["pid"]
+            worker.pid = hello["pid"]
+            if sandboxed:
+                worker.sandbox_pid = read_info(info, proc.pid, state)
+            else:
+                state["worker"] = worker.pid
         except BaseException:
             await worker.kill()
             raise
+        finally:
+            if info is not None:
+                os.close(info)
         return worker
 
     @property
@@ -200,22 +149,31 @@ class Worker:
             await self.kill(keep_output=True)
             return Reply("killed", note or f"[sandbox] stopped: the program ran past its "
                                            f"wall-clock limit of {timeout:g} s\n")
+        except ProtocolError as exc:
+            return await self._broken(exc)
         if msg is None:
             return Reply("killed", await self._death())
-        return Reply(str(msg.get("status")), str(msg.get("text", "")), int(msg.get("line", 0)),
-                     float(msg.get("t0", 0.0)), float(msg.get("t1", 0.0)))
+        reply = parse_reply(msg)
+        if reply is None:
+            return await self._broken(ProtocolError("a reply with unexpected fields"))
+        return reply
 
     async def check(self, src: str, timeout: float = 30.0) -> bool:
-        """Whether ``src`` as a whole compiles without errors or warnings (nothing runs)."""
+        """Whether ``src`` as a whole compiles (warnings do not count; nothing runs)."""
         if not self.alive:
             return False
         try:
             async with asyncio.timeout(timeout):
                 msg = await self._call({"op": "check", "src": src})
-        except TimeoutError:
+        except (TimeoutError, ProtocolError):
             await self.kill()
             return False
-        return bool(msg and msg.get("clean"))
+        return msg is not None and msg.get("compiles") is True
+
+    async def _broken(self, exc: ProtocolError) -> Reply:
+        await self.kill(keep_output=True)
+        return Reply("killed", f"[sandbox] stopped: the worker broke the protocol ({exc}); "
+                               f"it was killed\n")
 
     async def _call(self, msg: dict[str, Any]) -> dict[str, Any] | None:
         assert self.proc.stdin is not None
@@ -229,12 +187,7 @@ class Worker:
 
     async def _recv(self) -> dict[str, Any] | None:
         assert self.proc.stdout is not None
-        try:
-            head = await self.proc.stdout.readexactly(4)
-            reply = await self.proc.stdout.readexactly(int.from_bytes(head, "big"))
-            return dict(json.loads(reply))
-        except (asyncio.IncompleteReadError, ConnectionError, ValueError):
-            return None
+        return await recv(self.proc.stdout, self.limits.max_reply_bytes)
 
     async def _death(self) -> str:
         try:
@@ -247,27 +200,23 @@ class Worker:
         if rc == 128 + signal.SIGXCPU:                 # the reaper exits with 128 + signal
             return (f"[sandbox] stopped: the program used more than its CPU-time limit of "
                     f"{self.limits.cpu_s} s\n")
-        if rc > 128:
+        if rc > 128 and rc - 128 in signal.Signals.__members__.values():
             return f"[sandbox] stopped: the worker died ({signal.Signals(rc - 128).name})\n"
         return f"[sandbox] stopped: the worker exited with status {rc}\n"
 
     async def kill(self, *, keep_output: bool = False) -> None:
-        """Kill the worker's process group and everything it started, reap them all, remove
-        the folder. Idempotent. ``keep_output``: :meth:`output` still gives what was written."""
+        """Kill the worker and everything it started, reap them, remove the folder, free its
+        slot. Idempotent. ``keep_output``: :meth:`output` still gives what was written."""
         if self.closed:
             return
-        if self.proc.returncode is None:       # (once the reaper exited, all is reaped)
-            _kill_group(self.pid)              # the worker's group, at once
-        try:
-            self.proc.send_signal(signal.SIGTERM)   # the reaper ends what is left, then exits
-        except ProcessLookupError:
-            pass
+        if self.proc.returncode is None:
+            stop_tree(self._state)             # the sandbox's init, or the worker's group
         try:
             try:
                 async with asyncio.timeout(5):
                     await asyncio.shield(self.proc.wait())
             except TimeoutError:
-                _kill_group(self.reaper_pid)
+                self.proc.kill()
                 await asyncio.shield(self.proc.wait())
         finally:
             if keep_output:
@@ -276,25 +225,6 @@ class Worker:
             self._state["reaped"] = self.proc.returncode is not None
             self._finalizer()            # closes the capture file, removes the folder
             _LIVE.discard(self)
-
-
-def _config(limits: Limits) -> dict[str, Any]:
-    def mb(v: int | None) -> int | None:
-        return None if v is None else int(v) * _MB
-
-    return {"cpu_s": limits.cpu_s, "memory": mb(limits.memory_mb),
-            "file_size": mb(limits.file_size_mb), "open_files": limits.open_files,
-            "allow_subprocess": limits.allow_subprocess, "processes": limits.processes}
-
-
-def _environment(root: str, limits: Limits) -> dict[str, str]:
-    home, tmp = os.path.join(root, "home"), os.path.join(root, "tmp")
-    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": home, "TMPDIR": tmp,
-           "LANG": "C.UTF-8", "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1",
-           "MPLBACKEND": "Agg", "MPLCONFIGDIR": os.path.join(home, ".matplotlib"),
-           "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    env.update(limits.env)
-    return env
 
 
 def render(output: bytes, note: str, max_output: int) -> str:
@@ -316,20 +246,22 @@ async def run_whole(worker: Worker, code: str) -> str:
     return render(worker.output(), note, worker.limits.max_output)
 
 
-async def arun_python_code(code: str, *, limits: Limits | None = None) -> str:
+async def arun_python_code(code: str, *, limits: Limits | None = None,
+                           isolation: Isolation = "sandbox") -> str:
     """Run a complete program in a new sandboxed worker; return what it printed.
 
     The result is stdout and stderr as written, then the traceback of an uncaught exception (or
     a ``[sandbox] stopped: ...`` line when a limit stopped it).
     """
-    worker = await Worker.spawn(limits)
+    worker = await Worker.spawn(limits, isolation=isolation)
     try:
         return await run_whole(worker, code)
     finally:
         await worker.kill()
 
 
-def run_python_code(code: str, *, limits: Limits | None = None) -> str:
+def run_python_code(code: str, *, limits: Limits | None = None,
+                    isolation: Isolation = "sandbox") -> str:
     """Synchronous :func:`arun_python_code`, callable from any thread, inside a loop or not.
 
     >>> print(run_python_code("x = 2\\nprint(x ** 10)\\n1 / 0"), end="")  # doctest: +ELLIPSIS
@@ -339,7 +271,8 @@ def run_python_code(code: str, *, limits: Limits | None = None) -> str:
     ...
     ZeroDivisionError: division by zero
     """
-    coro = arun_python_code(code, limits=limits)
+    check_isolation(isolation)
+    coro = arun_python_code(code, limits=limits, isolation=isolation)
     try:
         asyncio.get_running_loop()
     except RuntimeError:
@@ -352,3 +285,4 @@ def run_python_code(code: str, *, limits: Limits | None = None) -> str:
 def _kill_all() -> None:
     for worker in list(_LIVE):
         worker._finalizer()
+

@@ -1,23 +1,27 @@
-"""The sandboxed worker of the Python tool: runs the pieces of one program in one namespace.
+"""The worker of the Python tool: runs the pieces of one program in one namespace.
 
 Hand-written, stdlib only, never imported by the host: it is started as a script, ``python -s -P
--B python_worker.py CONFIG``, in a fresh temporary folder with a minimal environment (see
-:mod:`~conveyor_integrations.tools.python_sandbox`). The process forks once: the parent stays a
+-B python_worker.py CONFIG``, inside the bubblewrap sandbox (its tmpfs ``/sandbox`` holds the
+``work`` dir it runs in; :mod:`~conveyor_integrations.tools.python_isolation`) or, with
+``isolation="process"``, in a fresh temporary folder. The process forks once: the parent stays a
 *reaper* (a child subreaper that ends and reaps whatever the program left, then exits with the
-worker's status), the child is the *worker*, in a process group of its own. Before it reads any
-code the worker sets its limits with ``resource.setrlimit`` (soft = hard: CPU seconds, address
-space, file size, open files, no core files; processes only where Linux enforces it), points fds
-1 and 2 at the capture file (unbuffered, so output lands in write order, as ``2>&1`` shows it),
-fd 0 at ``/dev/null``, and installs an audit hook that refuses process creation (unless allowed),
-signals to processes outside its group and changes to limits: a guard against accidents and
-runaway programs, not a security boundary against hostile native code.
+worker's status; in the sandbox it is the first process of the pid namespace, so its end ends
+everything), the child is the *worker*, in a process group of its own, with
+``PR_SET_PDEATHSIG=SIGKILL`` (it dies with the reaper). Before it reads any code the worker sets
+its limits with ``resource.setrlimit`` (soft = hard: CPU seconds, address space, file size,
+open files, no core files; processes only where Linux enforces it), points fds 1 and 2 at the
+capture file (unbuffered, so output lands in write order, as ``2>&1`` shows it), fd 0 at
+``/dev/null``, installs an audit hook that refuses process creation (unless allowed), signals to
+processes outside its group and changes to limits (a guard against accidents with a clear
+message), and then, in the sandbox and unless subprocesses are allowed, loads the host-built
+seccomp filter that makes the kernel refuse any new process: the boundary against hostile code.
 
 Protocol on the former stdin/stdout: frames of a 4-byte big-endian length and UTF-8 JSON. The
 worker first sends ``{"pid": int}``. Requests: ``{"op": "run", "src": str, "whole": bool}`` (the
 next piece, numbered by line as in the whole program), ``{"op": "check", "src": str}`` (does the
-whole program compile with no error or warning?), ``{"op": "exit"}``. Replies: ``{"status": "ok" |
-"error" | "syntax" | "exit", "text": str, "line": int, "t0": float, "t1": float}``, ``{"clean":
-bool}``. Example, as the host sends a piece::
+whole program compile? warnings do not count), ``{"op": "exit"}``. Replies: ``{"status": "ok" |
+"error" | "syntax" | "exit", "text": str, "line": int, "t0": float, "t1": float}``,
+``{"compiles": bool}``. The host caps and checks every reply. Example, as the host sends a piece::
 
     frame = json.dumps({"op": "run", "src": "print(1)\\n", "whole": False}).encode()
     proc.stdin.write(len(frame).to_bytes(4, "big") + frame)
@@ -59,6 +63,8 @@ _read, _write, _compile, _exec, _perf = os.read, os.write, compile, exec, time.p
 _format_only, _TracebackException = traceback.format_exception_only, traceback.TracebackException
 _SELF = __file__
 _catch_warnings, _dumps, _loads = warnings.catch_warnings, json.dumps, json.loads
+_simplefilter = warnings.simplefilter
+_PR_SET_PDEATHSIG, _PR_SET_NO_NEW_PRIVS, _PR_SET_SECCOMP, _SECCOMP_MODE_FILTER = 1, 38, 22, 2
 
 
 def _set_limits(cfg: dict[str, Any]) -> None:
@@ -210,13 +216,14 @@ class _Runner:
                 "t0": t0, "t1": _perf()}
 
     def check(self, src: str) -> dict[str, Any]:
-        with _catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
+        """Does the whole program compile? Warnings are ignored, never turned into errors."""
+        with _catch_warnings():
+            _simplefilter("ignore")
             try:
                 _compile(src, FILENAME, "exec", 0, dont_inherit=True)
             except BaseException:  # noqa: BLE001
-                return {"clean": False}
-        return {"clean": not caught}
+                return {"compiles": False}
+        return {"compiles": True}
 
 
 def _without_worker_frames(te: traceback.TracebackException) -> traceback.TracebackException:
@@ -272,6 +279,8 @@ def _serve(cfg: dict[str, Any]) -> None:
     _set_limits(cfg)
     _install_guard(bool(cfg.get("allow_subprocess")))
     runner = _Runner(cfg)
+    if cfg.get("noproc_bpf"):
+        _load_seccomp(bytes.fromhex(cfg["noproc_bpf"]))   # no new process from here on
     _write_frame(replies, {"pid": os.getpid()})
     while True:
         req = _read_frame(requests)
@@ -282,6 +291,32 @@ def _serve(cfg: dict[str, Any]) -> None:
         else:
             _write_frame(replies, runner.run(req["src"], bool(req.get("whole"))))
     os.killpg(0, signal.SIGKILL)                   # the worker and anything it started
+
+
+def _libc() -> Any:
+    try:
+        import ctypes
+
+        return ctypes.CDLL(None, use_errno=True)
+    except (ImportError, OSError):
+        return None                                # not Linux: orphans go to init
+
+
+def _load_seccomp(program: bytes) -> None:
+    """Add the host-built seccomp filter (a BPF program) to this process, or exit."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    buf = ctypes.create_string_buffer(program, len(program))
+
+    class _Prog(ctypes.Structure):
+        _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+    prog = _Prog(len(program) // 8, ctypes.addressof(buf))
+    libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
+    if libc.prctl(_PR_SET_SECCOMP, _SECCOMP_MODE_FILTER, ctypes.byref(prog), 0, 0) != 0:
+        os.write(2, b"[sandbox] could not load the seccomp filter\n")
+        os._exit(70)
 
 
 def _children(me: int) -> list[int]:
@@ -334,16 +369,23 @@ def _reap(worker: int) -> None:
 def main(argv: list[str]) -> None:
     """Fork into the reaper (this process) and the worker (its child)."""
     cfg = json.loads(argv[1])
-    try:
-        import ctypes
-
-        ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)   # PR_SET_CHILD_SUBREAPER
-    except (ImportError, OSError, AttributeError):
-        pass                                       # not Linux: orphans go to init
+    if cfg.get("sandbox_root"):                   # the sandbox's private tmpfs
+        for sub in ("work", "home", "tmp"):
+            os.makedirs(os.path.join(cfg["sandbox_root"], sub), 0o700, exist_ok=True)
+        os.chdir(os.path.join(cfg["sandbox_root"], "work"))
+        os.environ.pop("PWD", None)                # set by bwrap, not by the host
+    libc = _libc()
+    if libc is not None:
+        libc.prctl(36, 1, 0, 0, 0)                 # PR_SET_CHILD_SUBREAPER
     signal.signal(signal.SIGTERM, lambda *_: os._exit(143))   # until the reaper is set up
+    reaper = os.getpid()
     pid = os.fork()
     if pid == 0:
         try:
+            if libc is not None:                   # the worker dies with its reaper
+                libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+            if os.getppid() != reaper:
+                os._exit(1)
             _serve(cfg)
         finally:
             os._exit(1)

@@ -18,6 +18,7 @@ from conveyor_integrations.backends import ChatRequest, Replay
 from conveyor_integrations.events import CallDone, CallStarted, FieldDone, TextChunk
 from conveyor_integrations.parsing import get_parser
 from conveyor_integrations.parsing.statements import split_text
+from conveyor_integrations.policy import BoundTools
 from conveyor_integrations.scheduler import Scheduler
 from conveyor_integrations.tools.python import (
     Limits,
@@ -77,8 +78,6 @@ def test_partial_equals_complete_on_generated_programs(code: str) -> None:
     # a SyntaxError anywhere: the complete program runs nothing, so neither may the result show
     "print('ran early')\nx = (\n",
     "print(1)\nfrom __future__ import annotations\n",
-    # compile-time warnings come before any output in a complete run
-    "print(1)\nif 1 is 1:\n    print(2)\n",
     # a docstring, __future__ flags carried from one statement to the next, stderr interleaving
     ('"""doc"""\nfrom __future__ import annotations\ndef g(a: Undefined): pass\n'
      "print(g.__annotations__, __doc__)\nimport sys\nprint(1)\nprint(2, file=sys.stderr)\n"),
@@ -92,10 +91,20 @@ def test_partial_equals_complete_on_edge_cases(code: str) -> None:
     assert partial == complete
 
 
-def test_pieces_that_differ_from_the_final_code_rerun_it() -> None:
+def test_compile_warnings_come_with_their_statement() -> None:
+    # a complete run shows them before any output; statement by statement, they come when
+    # their statement is compiled (the program is not run again for them)
+    code = "print(1)\nif 1 is 1:\n    print(2)\n"
+    partial, complete, _ = asyncio.run(both(code))
+    assert partial.startswith("1\n<code>:2: SyntaxWarning") and partial.endswith("2\n")
+    assert sorted(partial.splitlines()) == sorted(complete.splitlines())
+
+
+def test_pieces_that_differ_from_the_final_code_are_not_rerun() -> None:
     code = "print('final')\n"
     partial, ex = asyncio.run(run_partial(code, pieces=["print('early')\n"]))
-    assert partial == "final\n" and ex.statements[0].output == "early\n"
+    assert partial.startswith("early\n[sandbox] the final code differs") and "final\n" not in partial
+    assert ex.statements[0].output == "early\n"
 
 
 def test_per_statement_output_and_times() -> None:
@@ -149,7 +158,7 @@ def test_statements_run_while_the_code_is_decoded(sched: Scheduler) -> None:
 
     lines = ["Let me compute.\n", "```python\n", "import time\n", "print('first')\n",
              "time.sleep(0.1)\n", "total = sum(range(10))\n", "print(total)\n"]
-    parser, s, call_ids = get_parser("fenced_code"), sched.session(), []
+    parser, s, call_ids = get_parser("fenced_code"), sched.session(tools=[python]), []
 
     def decoded(text: str) -> None:
         events = parser.feed(text)
@@ -173,11 +182,11 @@ def test_statements_run_while_the_code_is_decoded(sched: Scheduler) -> None:
 
 
 async def test_abort_on_error_stops_decoding(sched: Scheduler) -> None:
-    python_tool("python", abort_on_error=True, scheduler=sched)
+    tool = python_tool("python", abort_on_error=True, scheduler=sched)
     text = "```python\nx = 1\nraise ValueError('boom')\n" + "y = x + 1\n" * 150 + "```\n"
     replay = Replay(text, tokens_per_s=150, seed=1, tool_format="fenced_code")
     result = await run_turn(replay, ChatRequest([]), parser=get_parser("fenced_code"),
-                            session=sched.session())
+                            session=sched.session(tools=[tool]))
     assert result.abort is not None and "ValueError: boom" in result.abort.reason
     assert result.aborted_call is not None and not result.aborted_call_complete
     full = Replay(text, tokens_per_s=None, seed=1, tool_format="fenced_code")
@@ -190,7 +199,7 @@ async def test_abort_on_error_stops_decoding(sched: Scheduler) -> None:
 def test_ready_tool_hands_over_the_early_result(sched: Scheduler) -> None:
     run = python_tool("python", timeout=20, scheduler=sched)
     code = "x = 6\nprint(x * 7)\n"
-    s = sched.session()
+    s = sched.session(tools=[run])
     s.handle([CallStarted(0, "c1", "python")] +
              [TextChunk(0, ("code",), p) for p in split_text("statement", code)] +
              [FieldDone(0, ("code",), code)])
@@ -210,9 +219,9 @@ def test_langchain_structured_tool() -> None:
             return run_python_code(code)
 
         tool = partial_python(StructuredTool.from_function(run_python), scheduler=sched)
-        assert sched.parser_streams() == {"run_python": {"code": "statement"}}
+        assert BoundTools([tool]).streams() == {"run_python": {"code": "statement"}}
         code = "print('from langchain')\n"
-        s = sched.session()
+        s = sched.session(tools=[tool])
         s.handle([CallStarted(0, "call_1", "run_python"), TextChunk(0, ("code",), code),
                   FieldDone(0, ("code",), code),
                   CallDone(0, "call_1", "run_python", {"code": code})])

@@ -20,18 +20,26 @@ import pytest
 from conveyor_integrations import EarlyAbort
 from conveyor_integrations.events import CallStarted, TextChunk
 from conveyor_integrations.tools.python import Limits, PythonExecution, run_python_code
+from conveyor_integrations.tools.python_sandbox import Worker
 
 LIMITS = (resource.RLIMIT_AS, resource.RLIMIT_CPU, resource.RLIMIT_FSIZE, resource.RLIMIT_NPROC,
           resource.RLIMIT_NOFILE)
 
 
-def group_members(pgid: int) -> list[psutil.Process]:
+def tree(worker: Worker) -> list[int]:
+    """Host pids of the worker's whole process tree (bwrap, the sandbox's init, the reaper, the
+    worker and what it started)."""
+    top = psutil.Process(worker.reaper_pid)
+    return [top.pid] + [p.pid for p in top.children(recursive=True)]
+
+
+def alive(pids: list[int]) -> list[int]:
     found = []
-    for p in psutil.process_iter():
+    for pid in pids:
         try:
-            if os.getpgid(p.pid) == pgid:
-                found.append(p)
-        except (OSError, psutil.Error):
+            if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                found.append(pid)
+        except psutil.Error:
             pass
     return found
 
@@ -132,11 +140,10 @@ def test_worker_sees_none_of_the_hosts_environment(monkeypatch: pytest.MonkeyPat
         "MKL_NUM_THREADS", "EXTRA"}
 
 
-def test_cwd_is_a_temporary_folder_removed_afterwards() -> None:
+def test_cwd_is_a_private_folder_removed_afterwards() -> None:
     out = run_python_code("import os\nopen('f.txt', 'w').write('x')\nprint(os.getcwd())\n")
-    folder = out.strip()
-    assert folder != os.getcwd() and os.path.basename(folder) == "work"
-    assert not os.path.exists(folder) and not os.path.exists(os.path.dirname(folder))
+    assert out == "/sandbox/work\n"               # the sandbox's own tmpfs, not a host path
+    assert not os.path.exists("/sandbox")
 
 
 async def started(code: list[str], limits: Limits | None = None,
@@ -154,46 +161,47 @@ async def test_cancel_kills_and_reaps_the_worker_mid_statement() -> None:
     assert worker is not None and worker.pid is not None
     while len(ex.statements) < 2:
         await asyncio.sleep(0.01)
-    pids = [worker.pid, worker.reaper_pid]
-    assert all(psutil.pid_exists(p) for p in pids)
+    pids = tree(worker)
+    assert len(pids) >= 4 and alive(pids) == pids   # bwrap, init, reaper, worker
     await ex.cancel()
     wait_gone(pids)
-    assert group_members(worker.pid) == [] and not os.path.exists(worker.root)
+    assert not os.path.exists(worker.root)
 
 
 async def test_no_worker_survives_finish_error_or_abort() -> None:
     ex = await started(["x = 1\n"])
-    pid = ex._worker.pid  # type: ignore[union-attr]
+    assert ex._worker is not None
+    pids = tree(ex._worker)
     assert await ex.finish({"code": "x = 1\n"}) == ""
     ex2 = await started(["1/0\n"], abort_on_error=True)
+    assert ex2._worker is not None
+    pids += tree(ex2._worker)
     while not ex2.statements:
         await asyncio.sleep(0.01)
     with pytest.raises(EarlyAbort, match="ZeroDivisionError"):
         await ex2.feed(TextChunk(0, ("code",), "print(2)\n"))
     await ex2.cancel()                     # what the scheduler does after an EarlyAbort
-    for p in (pid, ex2._worker.pid):  # type: ignore[union-attr]
-        assert p is not None and group_members(p) == []
+    wait_gone(pids)
 
 
 async def test_allowed_subprocesses_are_killed_and_reaped_too() -> None:
     code = ["import subprocess, os\n",
             "procs = [subprocess.Popen(['sleep', '30']) for _ in range(3)]\n",
             ("if os.fork() == 0:\n    p = subprocess.Popen(['sleep', '30'], start_new_session=True)"
-             "\n    open('escaped', 'w').write(str(p.pid))\n    os._exit(0)\n"),
+             "\n    os._exit(0)\n"),
             "print(len(procs))\n", "import time\n", "time.sleep(30)\n"]
     ex = await started(code, limits=Limits(allow_subprocess=True))
     while len(ex.statements) < 5:
         await asyncio.sleep(0.01)
     assert ex.statements[3].output == "3\n"
     worker = ex._worker
-    assert worker is not None and worker.pid is not None
-    assert len(group_members(worker.pid)) >= 4             # the worker, 3 sleeps, a zombie
-    with open(os.path.join(worker.workdir, "escaped")) as f:  # noqa: ASYNC230 - tiny file
-        escaped = int(f.read())                            # an orphan in a session of its own
-    assert psutil.pid_exists(escaped) and os.getpgid(escaped) != worker.pid
+    assert worker is not None
+    await asyncio.sleep(0.2)
+    pids = tree(worker)
+    sleeps = [p for p in alive(pids) if psutil.Process(p).name() == "sleep"]
+    assert len(sleeps) == 4                  # 3 children and one orphan in its own session
     await ex.cancel()
-    assert group_members(worker.pid) == []                 # none left, not even a zombie
-    wait_gone([escaped, worker.reaper_pid])
+    wait_gone(pids)                          # none left, not even a zombie
 
 
 async def test_a_limit_kill_mid_program_keeps_the_output_and_reaps() -> None:
