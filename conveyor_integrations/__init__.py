@@ -19,6 +19,7 @@ from .errors import (
     EarlyAbort,
     RequestCancelled,
     ResultDropped,
+    RunWhenInvoked,
     ToolTimeout,
 )
 from .partial import partial_tool
@@ -33,6 +34,7 @@ __all__ = [
     "PartialExecution",
     "RequestCancelled",
     "ResultDropped",
+    "RunWhenInvoked",
     "Scheduler",
     "ToolSpec",
     "ToolTimeout",

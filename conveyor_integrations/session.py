@@ -34,6 +34,7 @@ from collections.abc import Iterable
 from concurrent.futures import Executor
 from typing import Any
 
+from .early_run import EarlyRun, Hooks
 from .errors import EarlyAbort, RequestCancelled
 from .events import (
     CallDone,
@@ -46,7 +47,6 @@ from .events import (
     StreamDone,
     TextChunk,
 )
-from .early_run import EarlyRun, Hooks
 from .policy import Policy, Start
 from .store import ResultStore
 from .timings import CallTiming

@@ -22,7 +22,6 @@ parser is always closed, so no call is left half-open. Example::
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any

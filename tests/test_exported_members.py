@@ -11,7 +11,8 @@ import pytest
 PUBLIC = {
     "conveyor_integrations": [
         "AlreadyClaimed", "ClaimError", "ConveyorError", "EarlyAbort", "PartialExecution",
-        "RequestCancelled", "ResultDropped", "Scheduler", "ToolSpec", "ToolTimeout",
+        "RequestCancelled", "ResultDropped", "RunWhenInvoked", "Scheduler", "ToolSpec",
+        "ToolTimeout",
         "default_scheduler", "partial_tool", "set_default_scheduler"],
     "conveyor_integrations.adapters": [],
     "conveyor_integrations.adapters.langchain": ["ChatConveyor", "ConveyorCallbackHandler"],
@@ -25,11 +26,22 @@ PUBLIC = {
         "JSONPath", "StreamDone", "Text", "TextChunk"],
     "conveyor_integrations.errors": [
         "AlreadyClaimed", "ClaimError", "ConveyorError", "EarlyAbort", "RequestCancelled",
-        "ResultDropped", "ToolTimeout"],
+        "ResultDropped", "RunWhenInvoked", "ToolTimeout"],
     "conveyor_integrations.policy": [
         "ApprovalRequired", "BoundTools", "CompleteCallDispatch", "HoldSideEffects", "Policy",
         "Start", "bound_specs", "current_policy"],
     "conveyor_integrations.bench": ["main", "parse_args", "run_bench"],
+    "conveyor_integrations.parsing": [
+        "PARSERS", "FencedCodeParser", "HermesParser", "Llama3JsonParser", "MistralParser",
+        "OpenAIDeltaParser", "ParserBase", "ParserOptions", "PlanParser", "ToolCallParser", "Unit",
+        "get_parser"],
+    "conveyor_integrations.tools": [
+        "CalculatorError", "HttpOptions", "InvalidArguments", "Limits", "PlanError",
+        "PlanExecution", "PlanRunner", "PythonExecution", "SQLExecution", "SQLLimits",
+        "SandboxUnavailable", "StepFailed", "ValidateExecution", "arun_python_code",
+        "calculator_tool", "fetch_tool", "partial_python", "plan_tool", "python_tool",
+        "run_plan_text", "run_python", "run_python_code", "run_sql_script", "search_tool",
+        "sql_tool", "validated_tool"],
 }
 
 
@@ -38,7 +50,9 @@ def test_exported_members(module: str) -> None:
     mod = importlib.import_module(module)
     assert sorted(mod.__all__) == sorted(PUBLIC[module])
     for name in mod.__all__:
-        assert hasattr(mod, name), f"{module}.{name} is in __all__ but missing"
+        assert getattr(mod, name, None) is not None, f"{module}.{name} is in __all__ but missing"
+    tools = importlib.import_module("conveyor_integrations.tools")
+    assert sorted(tools._LAZY) == sorted(tools.__all__)
 
 
 def test_partial_tool_signature() -> None:

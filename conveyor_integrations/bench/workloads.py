@@ -24,7 +24,7 @@ from ..tools.calculator import evaluate
 from ..tools.plan import PlanExecution, arun_plan_text
 from ..tools.python import Limits, PythonExecution, arun_python_code
 from ..tools.search import HttpOptions, http_get_text
-from ..tools.sql import SQLExecution, StatementSplitter, run_sql_script
+from ..tools.sql import SQLExecution, SQLStatementSplitter, run_sql_script
 from ..tools.validate import ValidateExecution, validation_errors
 from . import transcripts as tx
 from .workload_base import Env, Mark, Piece, Pieces, Trace, Workload, lc_tool, marks_of
@@ -197,7 +197,7 @@ class SQL(Workload):
 
     def pieces(self, trace: Trace, marks: list[Mark]) -> Pieces:
         ex: SQLExecution = trace.executions[-1]
-        splitter, final = StatementSplitter(), list[float]()
+        splitter, final = SQLStatementSplitter(), list[float]()
         for t, ev in marks_of(marks, TextChunk, ("query",)):
             final.extend(t for _ in splitter.feed(ev.text))
         pieces = [Piece(_first_line(stmt), d, s, e, _chain(i))

@@ -21,36 +21,27 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
-from .assembler import CallAssembler, value_events
 from .base import ParserBase, ParserOptions, ToolCallParser, Unit
 from .fenced_code import FencedCodeParser
 from .hermes import HermesParser
-from .json_scanner import JsonScanner
 from .llama3_json import Llama3JsonParser
 from .mistral import MistralParser
 from .openai_deltas import OpenAIDeltaParser
 from .plan import PlanParser
-from .statements import LineSplitter, StatementSplitter, split_text
 
 __all__ = [
     "PARSERS",
-    "CallAssembler",
     "FencedCodeParser",
     "HermesParser",
-    "JsonScanner",
-    "LineSplitter",
     "Llama3JsonParser",
     "MistralParser",
     "OpenAIDeltaParser",
     "ParserBase",
     "ParserOptions",
     "PlanParser",
-    "StatementSplitter",
     "ToolCallParser",
     "Unit",
     "get_parser",
-    "split_text",
-    "value_events",
 ]
 
 PARSERS: Mapping[str, type[ParserBase]] = MappingProxyType({

@@ -33,24 +33,20 @@ from typing import Any
 _LAZY = {
     **{n: "python" for n in ("Limits", "PythonExecution", "arun_python_code", "partial_python",
                              "python_tool", "run_python", "run_python_code")},
-    **{n: "search" for n in ("search_tool", "fetch_tool", "HttpOptions", "http_get_text",
-                             "render_json", "shared_client", "aclose_shared_client")},
-    **{n: "sql" for n in ("sql_tool", "run_sql_script", "SQLExecution", "connect",
-                          "run_statement")},
-    **{n: "calculator" for n in ("calculator_tool", "evaluate", "CalculatorError")},
-    **{n: "plan" for n in ("PlanError", "PlanExecution", "PlanRunner", "StepFailed", "StepRecord",
-                           "arun_plan_text", "plan_tool", "render_plan", "run_plan_text")},
-    **{n: "validate" for n in ("InvalidArguments", "ValidateExecution", "validated_tool",
-                               "validation_errors")},
+    "SandboxUnavailable": "python_isolation",
+    **{n: "search" for n in ("search_tool", "fetch_tool", "HttpOptions")},
+    **{n: "sql" for n in ("sql_tool", "SQLExecution", "SQLLimits", "run_sql_script")},
+    **{n: "calculator" for n in ("calculator_tool", "CalculatorError")},
+    **{n: "plan" for n in ("PlanError", "PlanExecution", "PlanRunner", "StepFailed", "plan_tool",
+                           "run_plan_text")},
+    **{n: "validate" for n in ("InvalidArguments", "ValidateExecution", "validated_tool")},
 }
 __all__ = ["CalculatorError", "HttpOptions", "InvalidArguments", "Limits", "PlanError",
-           "PlanExecution", "PlanRunner", "PythonExecution", "SQLExecution", "StepFailed",
-           "StepRecord", "ValidateExecution", "aclose_shared_client", "arun_plan_text",
-           "arun_python_code", "calculator_tool", "connect", "evaluate", "fetch_tool",
-           "http_get_text", "partial_python", "plan_tool", "python_tool", "render_json",
-           "render_plan", "run_plan_text", "run_python", "run_python_code", "run_sql_script",
-           "run_statement", "search_tool", "shared_client", "sql_tool", "validated_tool",
-           "validation_errors"]
+           "PlanExecution", "PlanRunner", "PythonExecution", "SQLExecution", "SQLLimits",
+           "SandboxUnavailable", "StepFailed", "ValidateExecution", "arun_python_code",
+           "calculator_tool", "fetch_tool", "partial_python", "plan_tool", "python_tool",
+           "run_plan_text", "run_python", "run_python_code", "run_sql_script", "search_tool",
+           "sql_tool", "validated_tool"]
 
 
 def __getattr__(name: str) -> Any:

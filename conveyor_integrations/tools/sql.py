@@ -6,7 +6,7 @@ lines and cuts out each statement the moment :func:`sqlite3.complete_statement` 
 complete (a ``;`` outside strings, comments and triggers), then runs it on a worker thread, in
 order, on a connection opened when the call began. The result is every statement's output
 (column names and rows, or ``ok``), stopping at the first error, exactly what
-:func:`run_sql_script` gives on the complete script: both use the same :class:`StatementSplitter`
+:func:`run_sql_script` gives on the complete script: both use the same :class:`SQLStatementSplitter`
 and the same per-statement rendering, and the splitter cuts a text at the same places however it
 is chunked.
 
@@ -44,7 +44,7 @@ from .sql_guard import SQLLimits, Watchdog, apply_limits, render_cell, result_co
 if TYPE_CHECKING:
     from ..scheduler import Scheduler
 
-__all__ = ["SQLExecution", "SQLLimits", "StatementSplitter", "connect", "run_sql_script",
+__all__ = ["SQLExecution", "SQLLimits", "SQLStatementSplitter", "connect", "run_sql_script",
            "run_statement", "sql_tool"]
 
 MAX_ROWS = SQLLimits.max_rows
@@ -52,10 +52,10 @@ MAX_ROWS = SQLLimits.max_rows
 _DEFAULT = SQLLimits()
 
 
-class StatementSplitter:
+class SQLStatementSplitter:
     """Cuts SQL text into complete statements as it arrives (chunking does not matter).
 
-        >>> sp = StatementSplitter()
+        >>> sp = SQLStatementSplitter()
         >>> sp.feed("SELECT 1; SELECT ';'"), sp.feed(";\\n"), sp.close()
         (['SELECT 1;'], [" SELECT ';';"], None)
     """
@@ -84,8 +84,8 @@ class StatementSplitter:
 
 
 def split_statements(script: str) -> list[str]:
-    """Every statement of ``script``, as :class:`StatementSplitter` cuts it."""
-    sp = StatementSplitter()
+    """Every statement of ``script``, as :class:`SQLStatementSplitter` cuts it."""
+    sp = SQLStatementSplitter()
     out = sp.feed(script)
     tail = sp.close()
     return out + ([tail] if tail is not None else [])
@@ -214,7 +214,7 @@ class SQLExecution:
         self._left = self.limits.max_result_chars
         self.ran: list[tuple[str, float]] = []
         self.spans: list[tuple[str, float, float]] = []
-        self._splitter = StatementSplitter()
+        self._splitter = SQLStatementSplitter()
         self._pieces: list[str] = []
         self._outputs: list[str] = []
         self._failed = False

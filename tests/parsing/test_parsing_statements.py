@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from parsing_support import CODE_LINES, split
 
-from conveyor_integrations.parsing import LineSplitter, StatementSplitter
+from conveyor_integrations.parsing.statements import LineSplitter, StatementSplitter
 
 
 def feed_lines(text: str) -> list[tuple[int, str]]:

@@ -22,7 +22,7 @@ from conveyor_integrations.policy import BoundTools
 from conveyor_integrations.scheduler import Scheduler
 from conveyor_integrations.tools.sql import (
     SQLExecution,
-    StatementSplitter,
+    SQLStatementSplitter,
     run_sql_script,
     sql_tool,
 )
@@ -95,10 +95,10 @@ def test_result_format_and_error_stops_the_script(db: Path) -> None:
 
 def test_splitter_does_not_depend_on_chunking() -> None:
     text = "SELECT ';' AS a; -- x;\nCREATE TRIGGER t AFTER INSERT ON x BEGIN SELECT 1; END;\nSELECT 2"
-    whole = StatementSplitter()
+    whole = SQLStatementSplitter()
     expected = whole.feed(text), whole.close()
     for size in (1, 2, 5, 13):
-        sp = StatementSplitter()
+        sp = SQLStatementSplitter()
         got = [s for i in range(0, len(text), size) for s in sp.feed(text[i:i + size])]
         assert (got, sp.close()) == expected
     assert expected[0][0] == "SELECT ';' AS a;"           # the ';' in the string is not an end
