@@ -108,15 +108,16 @@ async def run_demo(args: argparse.Namespace, backend: Backend | None = None) -> 
     def run_python(code: str) -> str:
         return run_python_code(code)
 
-    partial_tool(run_python, stream="code", unit="statement", execution=make, scheduler=sched)
+    tool = partial_tool(run_python, stream="code", unit="statement", execution=make,
+                        scheduler=sched)
     messages: list[dict[str, Any]] = [{"role": "user", "content": TASK}]
     con.print(f"[bold]user[/] │ {TASK}")
     if not args.free:
         con.print("[dim](the engine is constrained to decode a recorded program; "
                   "--free lets the model write its own)[/]")
     try:
-        figures = await _code_turn(con, backend, sched, messages, runs, _sampling(args, backend),
-                                   escape)
+        figures = await _code_turn(con, backend, sched, tool, messages, runs,
+                                   _sampling(args, backend), escape)
         seq_t0 = time.perf_counter()
         await asyncio.to_thread(run_python_code, figures.pop("code"))
         tool_after = time.perf_counter() - seq_t0
@@ -143,12 +144,12 @@ async def run_demo(args: argparse.Namespace, backend: Backend | None = None) -> 
     return figures
 
 
-async def _code_turn(con: Any, backend: Backend, sched: Scheduler,
+async def _code_turn(con: Any, backend: Backend, sched: Scheduler, tool: Any,
                      messages: list[dict[str, Any]], runs: list[Any],
                      sampling: dict[str, Any], escape: Any) -> dict[str, Any]:
     request = ChatRequest(messages=list(messages), sampling=sampling)
     parser = get_parser("fenced_code", tool="run_python", field="code", unit="statement")
-    session = sched.session(request.request_id)
+    session = sched.session(request.request_id, tools=[tool])
     collector = TurnCollector(session)
     t0 = time.perf_counter()
     line, shown = "", 0
@@ -186,7 +187,7 @@ async def _code_turn(con: Any, backend: Backend, sched: Scheduler,
         raise _NoProgram("the model wrote no complete ```python block within --max-tokens; "
                          "nothing to run (small models often loop: try again without --free)")
     try:
-        found, output = await sched.aclaim(call.id)
+        found, output = await sched.aclaim(call.id, spec=tool.conveyor_spec)
         if not found:
             output = await asyncio.to_thread(_run_complete, call.args["code"])
     except Exception as exc:  # noqa: BLE001 - EarlyAbort or the program's error: shown to the model

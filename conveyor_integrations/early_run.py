@@ -56,6 +56,8 @@ class EarlyRun:
         """The scheduler that started it (closing that scheduler drops it)."""
         self.claim_timeout = claim_timeout
         """Seconds it waits to be claimed once its call is complete."""
+        self.deadline: float | None = None
+        """``time.monotonic()`` after which it is not claimable (set by the store)."""
         self._policy = policy
         self.result: concurrent.futures.Future[Any] = concurrent.futures.Future()
         self.final_args: dict[str, Any] | None = None

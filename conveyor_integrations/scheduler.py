@@ -33,6 +33,7 @@ from .policy import ApprovalRequired, BoundTools, CompleteCallDispatch, HoldSide
 from .session import RequestSession
 from .spec import ToolSpec
 from .store import SHARED, ResultStore
+from .timings import CallTiming
 
 __all__ = ["Scheduler", "default_scheduler", "set_default_scheduler"]
 
@@ -180,6 +181,12 @@ class Scheduler:
         if not waited.cancelled():
             waited.exception()        # read here, or asyncio logs "exception never retrieved"
         return _outcome(ex)
+
+    def timing(self, call_id: str) -> CallTiming | None:
+        """The final timings of a call whose early result was handed out (the recent calls),
+        or None. The snapshot in a message's metadata is taken when decoding ends; this one is
+        complete once the claimer has the result."""
+        return self.store.claimed_timing(call_id)
 
     def release(self, call_id: str, reason: str = "released") -> bool:
         """Drop the unclaimed execution of ``call_id`` (cancel its work); False if there is none.

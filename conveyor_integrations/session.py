@@ -77,12 +77,13 @@ class RequestSession:
         self._starts: dict[int, Start] = {}
         self._closed = False
         self._hooks = Hooks(on_abort=self._on_abort, on_waiting=store.arm_expiry)
-        self._loop_thread: int | None = None
+        self._driver: int | None = None
+        self._driver_on_loop = False
 
     # -- the stream side -------------------------------------------------------------------
     def handle(self, events: Iterable[Event]) -> None:
         """Route one batch of parser events; cheap and non-blocking."""
-        posts: list[tuple[EarlyRun, CallEvent]] = []
+        posts: list[tuple[EarlyRun, CallEvent]] | None = None
         execs = self._execs
         for ev in events:
             if isinstance(ev, _PIECES):
@@ -99,6 +100,8 @@ class RequestSession:
             else:
                 continue
             if ex is not None:
+                if posts is None:
+                    posts = []
                 posts.append((ex, ev))
         if posts:
             if self._on_own_loop():
@@ -107,16 +110,15 @@ class RequestSession:
                 self.loop.call_soon_threadsafe(_deliver, posts, context=contextvars.Context())
 
     def _on_own_loop(self) -> bool:
-        if self._loop_thread is None:
+        """``handle`` runs on the session's loop (asked once per driving thread)."""
+        ident = threading.get_ident()
+        if ident != self._driver:
             try:
-                running = asyncio.get_running_loop()
+                own = asyncio.get_running_loop() is self.loop
             except RuntimeError:
-                return False
-            if running is not self.loop:
-                return False
-            self._loop_thread = threading.get_ident()
-            return True
-        return self._loop_thread == threading.get_ident()
+                own = False
+            self._driver, self._driver_on_loop = ident, own
+        return self._driver_on_loop
 
     def _on_started(self, ev: CallStarted) -> EarlyRun | None:
         timing = self.timings[ev.index] = CallTiming(ev.id, ev.name, ev.index,
@@ -144,7 +146,8 @@ class RequestSession:
             if start is not None and start.complete_only:
                 ex = self._new(ev.index, ev.id, start, timing)
         if ex is not None and not ex.aborted:
-            self.store.index_args(ex, ex.spec.tool_args(ev.args))
+            ex.final_args = ex.spec.tool_args(ev.args)   # before any claim can compare them
+            self.store.index_args(ex, ex.final_args)
         return ex
 
     def _on_malformed(self, ev: CallMalformed) -> EarlyRun | None:

@@ -106,9 +106,30 @@ class ToolSpec:
 
 
 def spec_of(tool: Any) -> ToolSpec | None:
-    """The spec that ``partial_tool`` put on ``tool``, or None for an undecorated tool."""
+    """The spec that ``partial_tool`` put on ``tool``, or None for an undecorated tool.
+
+    A framework tool made from a decorated function (``StructuredTool.from_function(f)``,
+    ``FunctionTool.from_defaults(fn=f)``) has ``f``'s spec when it keeps ``f``'s name: ``f``
+    itself claims its early result when the framework calls it.
+    """
     spec = getattr(tool, "conveyor_spec", None)
-    return spec if isinstance(spec, ToolSpec) else None
+    if isinstance(spec, ToolSpec):
+        return spec
+    for attr in ("func", "coroutine", "real_fn"):
+        inner = getattr(tool, attr, None)
+        spec = getattr(inner, "conveyor_spec", None) if inner is not None else None
+        if isinstance(spec, ToolSpec) and _tool_name(tool) in (None, spec.name):
+            return spec
+    return None
+
+
+def _tool_name(tool: Any) -> str | None:
+    name = getattr(tool, "name", None)
+    if isinstance(name, str):
+        return name
+    metadata = getattr(tool, "metadata", None)
+    name = getattr(metadata, "name", None)
+    return name if isinstance(name, str) else None
 
 
 def fields_of(fn: Callable[..., Any]) -> tuple[frozenset[str] | None, dict[str, Any]]:

@@ -23,6 +23,7 @@ import asyncio
 import contextvars
 import json
 import threading
+import time
 from collections import OrderedDict, deque
 from typing import TYPE_CHECKING, Any
 
@@ -55,12 +56,27 @@ class ResultStore:
         self._claimed: OrderedDict[str, CallTiming] = OrderedDict()
         self._aborted: OrderedDict[tuple[str, str], deque[str]] = OrderedDict()
         self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._swept = time.monotonic()
 
     # -- entries -----------------------------------------------------------------------------
     def add(self, ex: EarlyRun) -> None:
         """Hold ``ex`` under its call id."""
         with self._lock:
             self._by_id[ex.call_id] = ex
+            if time.monotonic() - self._swept > 1.0:
+                self._sweep()
+
+    def _sweep(self) -> None:
+        """Forget the runs whose loop has closed (an ``asyncio.run`` that ended) and that can no
+        longer be claimed: cancelled with their loop, or past their claim deadline (their
+        expiry timer died with the loop). Under the lock."""
+        now = self._swept = time.monotonic()
+        for ex in [ex for ex in self._by_id.values() if ex.loop.is_closed()]:
+            res = ex.result
+            failed = res.done() and (res.cancelled() or res.exception() is not None)
+            if not res.done() or failed or ex.deadline is None or now > ex.deadline:
+                self._forget(ex)
+                ex.drop_soon("its event loop closed before the result was claimed")
 
     def index_args(self, ex: EarlyRun, args: dict[str, Any]) -> None:
         """The call is complete: also hold ``ex`` under its tool name and ``args``."""
@@ -107,6 +123,7 @@ class ResultStore:
     def pending(self, owner: object = None) -> int:
         """How many executions are held (of ``owner``, when given)."""
         with self._lock:
+            self._sweep()
             return sum(1 for ex in self._by_id.values() if owner is None or ex.owner is owner)
 
     def drain(self, owner: object) -> list[EarlyRun]:
@@ -168,6 +185,7 @@ class ResultStore:
         with self._lock:
             if self._by_id.get(ex.call_id) is not ex or ex.call_id in self._timers:
                 return
+            ex.deadline = time.monotonic() + ex.claim_timeout
             self._timers[ex.call_id] = ex.loop.call_later(
                 ex.claim_timeout, self._expire, ex, context=contextvars.Context())
 

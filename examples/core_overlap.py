@@ -3,8 +3,8 @@
 A replayed model (50 tokens/s, standing for a GPU's decode speed) writes one call of
 ``summarize_lines`` whose ``text`` argument has 12 lines; the tool spends the same time on each
 line, in all as long as decoding the whole message takes. Sequential execution ends at
-``decode + tool``; with ``@partial_tool(stream="text", unit="line")`` each line is processed as
-soon as it is decoded, so the run ends at about ``max(decode, tool)`` plus one line's work.
+``decode + tool``; with ``@partial_tool(stream="text", unit="line", combine="".join)`` each line
+is processed as soon as it is decoded, so the run ends at about ``max(decode, tool)`` plus one line's work.
 Run:  python examples/core_overlap.py
 """
 
@@ -15,9 +15,10 @@ import json
 import time
 
 from conveyor_integrations import Scheduler, partial_tool
-from conveyor_integrations.turn import run_turn
 from conveyor_integrations.backends import ChatRequest, Replay
 from conveyor_integrations.parsing import get_parser
+from conveyor_integrations.policy import BoundTools
+from conveyor_integrations.turn import run_turn
 
 LINES = "".join(f"order {1000 + i}: 3 items, shipped from warehouse {i % 4}, paid by card\n"
                 for i in range(12))
@@ -45,13 +46,16 @@ async def main() -> None:
     expected = summarize_lines(**turn.calls[0].args)
     sequential = time.perf_counter() - t0
 
-    # partial: each complete line runs as soon as it is decoded; the result is claimed by id
-    partial_tool(summarize_lines, stream="text", unit="line", scheduler=sched)
+    # partial: each complete line runs as soon as it is decoded (the per-line results joined
+    # are the tool's result); only the tools bound to the request start; claimed by id
+    tool = partial_tool(summarize_lines, stream="text", unit="line", combine="".join,
+                        scheduler=sched)
     t0 = time.perf_counter()
-    parser = get_parser("hermes", streams=sched.parser_streams())
+    parser = get_parser("hermes", streams=BoundTools([tool]).streams())
     turn = await run_turn(Replay(TEXT, RATE, seed=0), ChatRequest([]), parser=parser,
-                          session=sched.session())
-    found, result = await sched.aclaim(turn.calls[0].id, args=turn.calls[0].args)
+                          session=sched.session(tools=[tool]))
+    found, result = await sched.aclaim(turn.calls[0].id, args=turn.calls[0].args,
+                                       spec=tool.conveyor_spec)
     partial = time.perf_counter() - t0
     sched.close()
 

@@ -81,7 +81,7 @@ async def load(framework: str, sched: Scheduler, runs: int, turns: int, batches:
     row["pending"] = sched.pending()
     row["loop_tasks"] = loop_tasks(sched)
     row["caller_tasks"] = len([t for t in asyncio.all_tasks() if t is not asyncio.current_task()])
-    row["claimed"] = len(sched._claimed)
+    row["claimed"] = len(sched.store._claimed)
     return row
 
 

@@ -8,12 +8,16 @@ from collections.abc import Iterator
 import pytest
 
 from conveyor_integrations.scheduler import Scheduler, set_default_scheduler
+from conveyor_integrations.store import ResultStore
 
 
 @pytest.fixture
 def sched() -> Iterator[Scheduler]:
-    """A private scheduler, also installed as the default; closed and leak-checked after."""
-    s = Scheduler(claim_timeout=5.0)
+    """A private scheduler, also installed as the default; closed and leak-checked after.
+
+    It has a store of its own (not the process-wide ``SHARED`` one), so that the call ids a
+    test claims ("c1", ...) are not remembered as claimed in the next test."""
+    s = Scheduler(claim_timeout=5.0, store=ResultStore())
     previous = set_default_scheduler(s)
     before = {t.ident for t in threading.enumerate()}
     yield s

@@ -65,6 +65,8 @@ class ModelTurn:
         self.approval_required = tuple(approval_required)
         self.session: RequestSession | None = None
         self.result: TurnResult | None = None
+        self.final: object = None
+        """The item that carries the turn's result (set by the producer before it yields it)."""
         self.delivered = False
 
     async def events(self) -> AsyncIterator[tuple[Delta | None, list[Event]]]:
@@ -80,6 +82,11 @@ class ModelTurn:
                 self.result = collector.result()
             yield delta, events
 
+    def seen(self, item: object) -> None:
+        """The consumer received ``item``; once it is the final one, the turn is delivered."""
+        if item is self.final:
+            self.delivered = True
+
     def abandon(self) -> None:
         """The consumer left early: nobody will invoke this turn's tools."""
         if not self.delivered and self.session is not None:
@@ -87,8 +94,12 @@ class ModelTurn:
 
 
 def drive_sync(sched: Scheduler, make: Callable[[], AsyncIterator[T]],
-               on_abandon: Callable[[], None] | None = None) -> Iterator[T]:
-    """Iterate ``make()``, run on the scheduler's loop, from a synchronous caller."""
+               on_abandon: Callable[[], None] | None = None,
+               on_item: Callable[[T], None] | None = None) -> Iterator[T]:
+    """Iterate ``make()``, run on the scheduler's loop, from a synchronous caller.
+
+    ``on_item`` sees each item as the caller receives it; ``on_abandon`` runs when the caller
+    leaves before the end."""
     q: queue.SimpleQueue[tuple[int, Any]] = queue.SimpleQueue()
 
     async def pump() -> None:
@@ -108,6 +119,8 @@ def drive_sync(sched: Scheduler, make: Callable[[], AsyncIterator[T]],
         while True:
             kind, item = q.get()
             if kind == _ITEM:
+                if on_item is not None:
+                    on_item(item)
                 yield item
             else:
                 ended = True
@@ -128,12 +141,15 @@ def drive_sync(sched: Scheduler, make: Callable[[], AsyncIterator[T]],
 
 
 async def drive_async(make: Callable[[], AsyncIterator[T]],
-                      on_abandon: Callable[[], None] | None = None) -> AsyncIterator[T]:
-    """Iterate ``make()`` on the running loop; ``on_abandon`` when the consumer leaves early."""
+                      on_abandon: Callable[[], None] | None = None,
+                      on_item: Callable[[T], None] | None = None) -> AsyncIterator[T]:
+    """Iterate ``make()`` on the running loop (see :func:`drive_sync` for the callbacks)."""
     ended = False
     gen = make()
     try:
         async for item in gen:
+            if on_item is not None:
+                on_item(item)
             yield item
         ended = True
     finally:

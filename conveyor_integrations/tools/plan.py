@@ -326,7 +326,8 @@ def plan_tool(tools: Mapping[str, Callable[..., Any]], name: str = "run_plan", *
               scheduler: Scheduler | None = None) -> Callable[[str], str]:
     """A ready ``run_plan(plan: str) -> str`` tool whose steps run as the plan is decoded.
 
-    Registered with ``scheduler`` (default: the process-wide one) under ``name``::
+    Decorated with ``partial_tool``: it starts early when the agent binds this very function
+    (its claims go to ``scheduler``, default: the process-wide one); called directly::
 
         >>> run = plan_tool({"double": lambda x: 2 * x}, "plan_demo")
         >>> print(run('1. double(21)\\njoin()'))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -65,7 +66,10 @@ async def test_handler_starts_tools_on_chatopenai_stream(kind: str, use_async: b
         agent = (create_agent(llm, tools=[search]) if kind == "create_agent"
                  else state_graph(llm, search))
         question = {"messages": [HumanMessage("weather?")]}
-        out = await agent.ainvoke(question) if use_async else agent.invoke(question)
+        # a sync caller has no running loop: invoke from a thread (invoke() on this loop's
+        # thread would block the loop that the handler's session runs on)
+        out = (await agent.ainvoke(question) if use_async
+               else await asyncio.to_thread(agent.invoke, question))
     msgs = out["messages"]
     assert msgs[-1].content == "Sunny."
     tm = next(m for m in msgs if isinstance(m, ToolMessage))

@@ -38,7 +38,7 @@ def test_wrapping_keeps_metadata_callbacks_and_partial_params(sched: Scheduler) 
     assert isinstance(wrapped, ConveyorFunctionTool) and isinstance(wrapped, FunctionTool)
     assert wrapped.metadata is tool.metadata and wrapped.real_fn is greet
     assert wrapped.partial_params == {"greeting": "Hello"}
-    assert sched.spec("greet") is wrapped.conveyor_spec
+    assert wrapped.conveyor_spec.name == "greet"      # the spec travels on the tool object
     # nothing ran early: the tool runs as usual (sync, async and __call__)
     assert wrapped.call(name="Ann").content == "Hello, Ann!"
     assert asyncio.run(wrapped.acall(name="Bo", punct=".")).content == "Hello, Bo."
@@ -55,7 +55,7 @@ def test_wrapping_keeps_metadata_callbacks_and_partial_params(sched: Scheduler) 
     assert sched.pending() == 0
 
 
-async def test_async_tool_runs_early_on_the_scheduler_loop(sched: Scheduler) -> None:
+async def test_async_tool_runs_early_on_the_caller_s_loop(sched: Scheduler) -> None:
     loops: list[Any] = []
 
     async def fetch(url: str) -> str:
@@ -65,7 +65,7 @@ async def test_async_tool_runs_early_on_the_scheduler_loop(sched: Scheduler) -> 
         return f"<html>{url}</html>"
 
     tool = partial_tool(FunctionTool.from_defaults(async_fn=fetch), start_on=["url"])
-    assert sched.spec("fetch").is_async is True                      # type: ignore[union-attr]
+    assert tool.conveyor_spec.is_async is True
     call = ('<tool_call>{"name": "fetch", "arguments": {"url": "https://example.org"}}'
             '</tool_call>\nI am fetching it for you, one moment please.')
     llm = ConveyorLLM(backend=Replay(call, tokens_per_s=100))
@@ -73,7 +73,8 @@ async def test_async_tool_runs_early_on_the_scheduler_loop(sched: Scheduler) -> 
     (sel,) = llm.get_tool_calls_from_response(response)
     out = await tool.acall(**sel.tool_kwargs)
     assert out.content == "<html>https://example.org</html>"
-    assert loops == ["conveyor-scheduler"]                           # ran once, early
+    # ran once, early, on the loop of achat_with_tools (the caller's), not the scheduler's
+    assert loops == [threading.current_thread().name] != ["conveyor-scheduler"]
     assert response.additional_kwargs["conveyor"]["calls"][0]["early"] is True
     assert sched.pending() == 0
 
@@ -87,7 +88,7 @@ def test_sync_tool_runs_early_on_the_scheduler_pool(sched: Scheduler) -> None:
         return 2 * x
 
     tool = partial_tool(FunctionTool.from_defaults(fn=slow), start_on=["x"])
-    assert sched.spec("slow").is_async is False                      # type: ignore[union-attr]
+    assert tool.conveyor_spec.is_async is False
     call = '<tool_call>{"name": "slow", "arguments": {"x": 21}}</tool_call>'
     (sel,) = _decode(ConveyorLLM(backend=Replay(call, tokens_per_s=None)), [tool])
     assert tool.call(**sel.tool_kwargs).raw_output == 42
@@ -143,7 +144,7 @@ def test_rejects_what_cannot_run_early(sched: Scheduler) -> None:
     needs_ctx.__annotations__["ctx"] = Context   # as without `from __future__ import annotations`
     with pytest.raises(TypeError, match="Context"):
         partial_tool(FunctionTool.from_defaults(async_fn=needs_ctx), start_on=["q"])
-    from conveyor_integrations.adapters.llamaindex import wrap_llamaindex_tool
+    from conveyor_integrations.adapters.llamaindex.tools import wrap_llamaindex_tool
 
     with pytest.raises(TypeError, match="FunctionTool"):
         wrap_llamaindex_tool(object(), sched)
@@ -155,11 +156,13 @@ def test_rewrapping_replaces_the_strategy(sched: Scheduler) -> None:
         return a + b
 
     first = partial_tool(FunctionTool.from_defaults(fn=f), start_on=["a"])
-    from conveyor_integrations.adapters.llamaindex import wrap_llamaindex_tool
+    from conveyor_integrations.adapters.llamaindex.tools import wrap_llamaindex_tool
 
     second = wrap_llamaindex_tool(first, sched, start_on=["a", "b"])
     assert second.conveyor_inner is first.conveyor_inner                # type: ignore[attr-defined]
-    assert sched.spec("f") is second.conveyor_spec                     # type: ignore[attr-defined]
+    # a new spec of its own (nothing is registered by name: each object carries its spec)
+    spec = second.conveyor_spec                                         # type: ignore[attr-defined]
+    assert spec is not first.conveyor_spec and spec.name == "f"
 
 
 def test_an_aborted_call_yields_its_reason_sync_and_async(sched: Scheduler) -> None:

@@ -50,7 +50,7 @@ def test_start_on_runs_before_call_is_complete(sched: Scheduler) -> None:
         started.set()
         return f"{query}:{k}"
 
-    s = sched.session()
+    s = sched.session(tools=[search])
     s.handle([CallStarted(0, "c1", "search"), FieldDone(0, ("query",), "paris")])
     assert started.wait(5), "tool did not start on the final field"
     s.handle([CallDone(0, "c1", "search", {"query": "paris"}), StreamDone()])
@@ -64,7 +64,7 @@ def test_second_claim_is_a_clear_error(sched: Scheduler) -> None:
     def f(x: int) -> int:
         return x * 2
 
-    s = sched.session()
+    s = sched.session(tools=[f])
     s.handle([CallStarted(0, "c1", "f"), FieldDone(0, ("x",), 2), CallDone(0, "c1", "f", {"x": 2})])
     assert sched.claim("c1") == (True, 4)
     with pytest.raises(AlreadyClaimed):
@@ -83,7 +83,7 @@ def test_different_final_args_rerun_on_the_complete_arguments(sched: Scheduler) 
         calls.append((query, k))
         return f"{query}:{k}"
 
-    s = sched.session()
+    s = sched.session(tools=[search])
     s.handle([CallStarted(0, "c1", "search"), FieldDone(0, ("query",), "a")])
     wait_for(lambda: calls)
     s.handle([FieldDone(0, ("k",), 2), CallDone(0, "c1", "search", {"query": "a", "k": 2})])
@@ -96,7 +96,7 @@ def test_framework_args_differ_from_decoded_ones(sched: Scheduler) -> None:
     def f(x: int) -> int:
         return x
 
-    s = sched.session()
+    s = sched.session(tools=[f])
     s.handle([CallStarted(0, "c1", "f"), FieldDone(0, ("x",), 1), CallDone(0, "c1", "f", {"x": 1})])
     assert sched.claim("c1", args={"x": 99}) == (False, None)   # e.g. a human edited the call
     wait_for(lambda: loop_tasks(sched) == 0)
@@ -109,7 +109,7 @@ def test_claim_by_name_and_args_gives_each_identical_call_its_own_result(sched: 
     def f(x: int) -> int:
         return next(counter)
 
-    s = sched.session()
+    s = sched.session(tools=[f])
     for i in (0, 1):
         s.handle([CallStarted(i, f"c{i}", "f"), FieldDone(i, ("x",), 7),
                   CallDone(i, f"c{i}", "f", {"x": 7})])
@@ -130,7 +130,7 @@ def test_malformed_call_cancels_early_execution(sched: Scheduler) -> None:
             raise
         return x
 
-    s = sched.session()
+    s = sched.session(tools=[slow])
     s.handle([CallStarted(0, "c1", "slow"), FieldDone(0, ("x",), 1)])
     wait_for(lambda: s.timings[0].tool_start is not None)
     s.handle([CallMalformed(0, "c1", "slow", "bad json")])
@@ -145,7 +145,7 @@ def test_stream_failure_cancels_every_execution_of_the_request(sched: Scheduler)
         await asyncio.sleep(30)
         return x
 
-    s = sched.session()
+    s = sched.session(tools=[slow])
     s.handle([CallStarted(0, "c1", "slow"), FieldDone(0, ("x",), 1),
               CallDone(0, "c1", "slow", {"x": 1})])
     s.handle([CallStarted(1, "c2", "slow"), FieldDone(1, ("x",), 2)])
@@ -167,7 +167,7 @@ def test_unclaimed_result_expires(sched: Scheduler) -> None:
             raise
         return x
 
-    s = sched.session()
+    s = sched.session(tools=[slow])
     s.handle([CallStarted(0, "c1", "slow"), FieldDone(0, ("x",), 1),
               CallDone(0, "c1", "slow", {"x": 1})])
     assert cancelled.wait(5)
@@ -181,7 +181,7 @@ def test_tool_timeout(sched: Scheduler) -> None:
         await asyncio.sleep(30)
         return x
 
-    s = sched.session()
+    s = sched.session(tools=[hang])
     s.handle([CallStarted(0, "c1", "hang"), FieldDone(0, ("x",), 1),
               CallDone(0, "c1", "hang", {"x": 1})])
     with pytest.raises(ToolTimeout):
@@ -194,7 +194,7 @@ def test_tool_error_is_the_claimed_result(sched: Scheduler) -> None:
     def boom(x: int) -> int:
         raise ValueError("nope")
 
-    s = sched.session()
+    s = sched.session(tools=[boom])
     s.handle([CallStarted(0, "c1", "boom"), FieldDone(0, ("x",), 1),
               CallDone(0, "c1", "boom", {"x": 1})])
     with pytest.raises(ValueError, match="nope"):
@@ -214,7 +214,7 @@ def test_early_abort_reaches_the_session(sched: Scheduler) -> None:
     def record(a: int, b: int) -> str:
         return "ok"
 
-    s = sched.session()
+    s = sched.session(tools=[record])
     s.handle([CallStarted(0, "c1", "record"), FieldDone(0, ("a",), -3)])
     wait_for(lambda: s.aborted)
     assert "a must be >= 0" in str(s.abort)
@@ -234,13 +234,13 @@ def test_side_effect_tool_never_runs_on_a_prefix(sched: Scheduler) -> None:
     events = [CallStarted(0, "c1", "write"), FieldDone(0, ("path",), "/x"),
               FieldDone(0, ("text",), "hi")]
     done = CallDone(0, "c1", "write", {"path": "/x", "text": "hi"})
-    s = sched.session()                          # default: only when the framework invokes it
+    s = sched.session(tools=[write])    # default: only when the framework invokes it
     s.handle(events + [done])
     time.sleep(0.1)
     assert ran == [] and sched.claim("c1") == (False, None)
     assert write(path="/x", text="hi") == "written" and len(ran) == 1
 
-    s = sched.session(run_side_effects=True)     # opt-in: on the complete call, never a prefix
+    s = sched.session(tools=[write], run_side_effects=True)  # opt-in: the complete call only
     s.handle([CallStarted(0, "c2", "write"), *events[1:]])
     time.sleep(0.1)
     assert len(ran) == 1
@@ -257,7 +257,7 @@ def test_approval_required_tool_never_runs_early(sched: Scheduler) -> None:
         ran.append(amount)
         return "paid"
 
-    s = sched.session(approval_required={"pay"}, run_side_effects=True)
+    s = sched.session(tools=[pay], approval_required={"pay"}, run_side_effects=True)
     s.handle([CallStarted(0, "c1", "pay"), FieldDone(0, ("amount",), 5),
               CallDone(0, "c1", "pay", {"amount": 5})])
     time.sleep(0.1)
@@ -267,13 +267,13 @@ def test_approval_required_tool_never_runs_early(sched: Scheduler) -> None:
 def test_stream_pieces_run_in_order(sched: Scheduler) -> None:
     seen: list[str] = []
 
-    @partial_tool(stream="text", unit="line")
+    @partial_tool(stream="text", unit="line", combine="".join)
     async def echo(text: str) -> str:
         await asyncio.sleep(0.01 if text.startswith("a") else 0)
         seen.append(text)
         return text.upper()
 
-    s = sched.session()
+    s = sched.session(tools=[echo])
     s.handle([CallStarted(0, "c1", "echo"), TextChunk(0, ("text",), "a\n"),
               TextChunk(0, ("text",), "b\n"), FieldDone(0, ("text",), "a\nb\n"),
               CallDone(0, "c1", "echo", {"text": "a\nb\n"})])
@@ -284,7 +284,7 @@ def test_stream_pieces_run_in_order(sched: Scheduler) -> None:
 def test_items_run_concurrently(sched: Scheduler) -> None:
     active, most = 0, 0
 
-    @partial_tool(items="queries")
+    @partial_tool(items="queries", combine="\n".join)
     async def search(queries: list[str]) -> str:
         nonlocal active, most
         active += 1
@@ -293,7 +293,7 @@ def test_items_run_concurrently(sched: Scheduler) -> None:
         active -= 1
         return ",".join(queries)
 
-    s = sched.session()
+    s = sched.session(tools=[search])
     s.handle([CallStarted(0, "c1", "search")] +
              [ItemDone(0, ("queries",), i, f"q{i}") for i in range(5)] +
              [CallDone(0, "c1", "search", {"queries": [f"q{i}" for i in range(5)]})])
@@ -306,7 +306,7 @@ async def test_async_claim_from_another_loop(sched: Scheduler) -> None:
     async def f(x: int) -> int:
         return x + 1
 
-    s = sched.session()
+    s = sched.session(tools=[f], loop=sched.loop)   # runs on the scheduler's loop, not this one
     s.handle([CallStarted(0, "c1", "f"), FieldDone(0, ("x",), 1), CallDone(0, "c1", "f", {"x": 1})])
     assert await sched.aclaim("c1") == (True, 2)
     assert await f(5) == 6        # the decorated function still works when called directly
@@ -324,7 +324,7 @@ async def test_async_claim_of_an_error_leaves_no_unretrieved_future(sched: Sched
     loop.set_exception_handler(lambda _loop, context: reported.append(context))
 
     async def claim() -> None:
-        s = sched.session()
+        s = sched.session(tools=[boom])
         s.handle([CallStarted(0, "c1", "boom"), FieldDone(0, ("x",), 1),
                   CallDone(0, "c1", "boom", {"x": 1})])
         with pytest.raises(ValueError, match="bad 1"):
@@ -345,7 +345,7 @@ def test_decorated_function_claims_by_arguments(sched: Scheduler) -> None:
         calls.append(x)
         return x * 10
 
-    s = sched.session()
+    s = sched.session(tools=[f])
     s.handle([CallStarted(0, "c1", "f"), FieldDone(0, ("x",), 3), CallDone(0, "c1", "f", {"x": 3})])
     assert f(3) == 30 and f(3) == 30
     assert calls == [3, 3]    # once early (claimed by the first call), once normally

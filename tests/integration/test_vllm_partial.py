@@ -21,6 +21,7 @@ from conveyor_integrations import EarlyAbort, partial_tool
 from conveyor_integrations.adapters.langchain import ChatConveyor
 from conveyor_integrations.backends import BackendError
 from conveyor_integrations.events import FieldDone
+from conveyor_integrations.policy import BoundTools
 from conveyor_integrations.scheduler import Scheduler
 
 pytestmark = pytest.mark.vllm
@@ -132,7 +133,8 @@ def test_server_raw_text_read_by_our_parser(vllm_server: Any, sched: Scheduler) 
             "I am checking the weather in Oslo for you, it will take a moment.")
     model = _server_model(vllm_server, tool_format="hermes",
                           structured_outputs={"choice": [text]})
-    msg = model.invoke(ASK)                        # no tools sent: the server sees plain text
+    # the tool is bound for early starts only (no schemas sent): the server sees plain text
+    msg = model.bind(conveyor_tools=BoundTools([weather])).invoke(ASK)
     assert msg.tool_calls[0]["args"] == {"city": "Oslo"}
     timing = msg.response_metadata["conveyor"]["calls"][0]
     assert timing["early"] and timing["tool_start"] < timing["decode_end"]
@@ -155,15 +157,15 @@ def test_server_killed_mid_stream_cancels_the_tool_work(vllm_server: Any,
             raise
         return key
 
-    partial_tool(slow_lookup, start_on=["key"])
+    slow = partial_tool(slow_lookup, start_on=["key"])
     text = ('<tool_call>\n{"name": "slow_lookup", "arguments": {"key": "a1", "note": "'
             + "a long note " * 40 + '"}}\n</tool_call>')
     model = _server_model(vllm_server, tool_format="hermes", max_tokens=400,
                           structured_outputs={"choice": [text]})
     killer = threading.Thread(target=lambda: started.wait(60) and vllm_server.kill())
     killer.start()
-    with pytest.raises(BackendError):
-        model.invoke("look up a1")
+    with pytest.raises(BackendError):   # bound for early starts only: no schemas sent
+        model.bind(conveyor_tools=BoundTools([slow])).invoke("look up a1")
     killer.join()
     assert started.is_set() and cancelled.wait(10), "the early execution was not cancelled"
     assert sched.pending() == 0

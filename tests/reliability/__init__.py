@@ -2,8 +2,8 @@
 
 Shared by ``test_faults.py`` (small counts) and ``scripts/reliability_faults.py`` (large counts).
 Every run checks: the typed error that is due, every delivered result against its own call, the
-registry drained, no task left on the scheduler loop, no thread beyond the pool, no child
-process. Counts go to ``TALLY``.
+registry drained, no task left on the scheduler loop or the caller's, no thread beyond the pool,
+no child process. Counts go to ``TALLY``.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from conveyor_integrations.backends.faults import (
 from conveyor_integrations.errors import ToolTimeout
 from conveyor_integrations.events import CallStarted, FieldDone, ItemDone, TextChunk
 from conveyor_integrations.parsing import get_parser
+from conveyor_integrations.policy import BoundTools
 from conveyor_integrations.scheduler import Scheduler
 from conveyor_integrations.turn import run_turn
 
@@ -111,7 +112,7 @@ def make_tools(kind: str, cancels: Counter[str]) -> dict[str, BaseTool]:
         fn, timeout = slow_cancel_tool(0.02, on_cancel=lambda: cancels.update(["handler"])), 0.02
     return {"lookup": partial_tool(tool("lookup")(fn), start_on=["key", "note"],
                                      timeout=timeout),
-            "fetch_all": partial_tool(tool(fetch_all), items="urls"),
+            "fetch_all": partial_tool(tool(fetch_all), items="urls", combine="\n".join),
             "check": partial_tool(tool(check), execution=CheckExec)}
 
 
@@ -137,6 +138,17 @@ def _settle(probe: Callable[[], int], wait_s: float = 2.0) -> int:
     return value
 
 
+async def _settle_here(wait_s: float = 2.0) -> int:
+    """Like :func:`_settle`, for the tasks left on the running loop (besides the caller): the
+    early runs of ``ainvoke`` and ``run_turn`` live on the caller's loop."""
+    me = asyncio.current_task()
+    deadline = time.monotonic() + wait_s
+    while (left := sum(1 for t in asyncio.all_tasks() if t is not me)) \
+            and time.monotonic() < deadline:
+        await asyncio.sleep(0.005)
+    return left
+
+
 def leak_check(sched: Scheduler, children0: set[int], c: Counter[str]) -> None:
     """After one run: registry, scheduler-loop tasks, threads and child processes."""
     c["leaked_registry"] += _settle(sched.pending)
@@ -151,7 +163,7 @@ def leak_check(sched: Scheduler, children0: set[int], c: Counter[str]) -> None:
 
 # -- one run ------------------------------------------------------------------------------------
 async def _drive(path: str, kind: str, model: Any, backend: FaultyReplay, sched: Scheduler,
-                 names: list[str], rng: random.Random) -> list[dict[str, Any]]:
+                 tools: dict[str, BaseTool], rng: random.Random) -> list[dict[str, Any]]:
     """Run the model turn the way ``path`` says; the complete tool calls it produced."""
     if path == "invoke":
         if kind == "caller_cancel":   # a sync caller cancels by leaving the stream
@@ -174,8 +186,9 @@ async def _drive(path: str, kind: str, model: Any, backend: FaultyReplay, sched:
     if path == "ainvoke":
         coro: Any = model.ainvoke("go")
     else:
-        session = sched.session(tools=names)
-        parser = get_parser("hermes", tools=names, streams=sched.parser_streams(names))
+        bound = BoundTools(tools.values())
+        session = sched.session(tools=bound)
+        parser = get_parser("hermes", tools=list(tools), streams=bound.streams())
         coro = run_turn(backend, ChatRequest([]), parser=parser, session=session)
     task = asyncio.ensure_future(coro)
     if kind == "caller_cancel":
@@ -204,7 +217,8 @@ def _fits(name: str, args: dict[str, Any]) -> bool:
 
 async def _claim(path: str, sched: Scheduler, t: BaseTool, call: dict[str, Any]) -> Any:
     if path == "core":
-        found, value = await sched.aclaim(call["id"], args=call["args"])
+        found, value = await sched.aclaim(call["id"], args=call["args"],
+                                          spec=t.conveyor_spec)
         return value if found else await t.ainvoke(call["args"])
     tc = {"type": "tool_call", **call}
     msg = await (asyncio.to_thread(t.invoke, tc) if path == "invoke" else t.ainvoke(tc))
@@ -221,7 +235,7 @@ async def one_run(sched: Scheduler, kind: str, path: str, seed: int, c: Counter[
     if kind in ("tool_raise", "tool_hang", "slow_cancel", "caller_cancel"):
         c[f"fault:{kind}"] += 1
     try:
-        calls = await _drive(path, kind, model, backend, sched, list(tools), rng)
+        calls = await _drive(path, kind, model, backend, sched, tools, rng)
     except BackendError:
         c["errors:BackendError"] += 1
         c["missing_errors"] += kind != "fail"
@@ -278,6 +292,7 @@ def run_scenario(sched: Scheduler, kind: str, path: str, runs: int, seed: int = 
                 c["escaped_exceptions"] += 1
                 _ERRORS.append(f"{kind}/{path}/{seed * 100003 + i}: escaped {exc!r}")
             await asyncio.to_thread(leak_check, sched, children0, c)
+            c["leaked_tasks"] += await _settle_here()
 
     asyncio.run(main())
     TALLY.update(c)

@@ -123,14 +123,15 @@ def test_schema_failure_reaches_the_model_as_an_error(sched: Scheduler) -> None:
 
 def test_schema_failure_releases_the_early_execution(sched: Scheduler) -> None:
     """Regression: the failed call was never claimed, so it stayed registered until
-    ``claim_timeout`` (fixed by ``_release_unclaimed`` in adapters/langchain_tools.py)."""
+    ``claim_timeout`` (fixed by the release in ``done`` of adapters/langchain/tools.py)."""
     _schema_agent_run(sched)
     assert _settle(sched.pending) == 0
 
 
 def test_left_after_decode_releases_the_executions(sched: Scheduler) -> None:
     """Regression: a caller that left the stream after decoding ended, before the last chunk,
-    left its executions registered until ``claim_timeout`` (fixed by ``Abandon`` in bridge.py)."""
+    left its executions registered until ``claim_timeout`` (fixed by ``ModelTurn.abandon`` in
+    adapters/common.py)."""
     tools = list(make_tools("none", Counter()).values())
     backend = FaultyReplay(transcript("after"), seed=2)
     it = ChatConveyor(backend=backend, scheduler=sched).bind_tools(tools).stream("go")

@@ -69,12 +69,13 @@ def test_partial_equals_complete(sched: Scheduler) -> None:
     calc = calculator_tool(scheduler=sched)
     expressions = ["1 + 1", "2 ** 0.5", "tau / 2 - pi", "1 / 0", "nope()", "(3 + 4", "10 // 3 * 3",
                    "degrees(atan2(1, 1))", "2 ** 64 - 1"]
-    s = sched.session()
+    s = sched.session(tools=[calc])
     for i, expr in enumerate(expressions):
         s.handle([CallStarted(i, f"c{i}", "calculator"), FieldDone(i, ("expression",), expr),
                   CallDone(i, f"c{i}", "calculator", {"expression": expr})])
     for i, expr in enumerate(expressions):
         found, early = sched.claim(f"c{i}")
         assert found and early == calc(expr)
+    s.finish()                          # decoding ends after every tool ran: they were early
     assert calc("degrees(atan2(1, 1))") == repr(math.degrees(math.atan2(1, 1)))
     assert all(t.early for t in s.timings.values())

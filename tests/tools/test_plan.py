@@ -16,7 +16,9 @@ from hypothesis import strategies as st
 
 from conveyor_integrations.backends import ChatRequest, Replay
 from conveyor_integrations.events import CallDone, CallStarted, TextChunk
-from conveyor_integrations.parsing import get_parser, split_text
+from conveyor_integrations.parsing import get_parser
+from conveyor_integrations.parsing.statements import split_text
+from conveyor_integrations.policy import BoundTools
 from conveyor_integrations.scheduler import Scheduler
 from conveyor_integrations.tools.plan import (
     PlanError,
@@ -183,8 +185,8 @@ def test_plan_streams_through_hermes_and_steps_run_while_decoding(sched: Schedul
     text = ("I'll make a plan.\n<tool_call>" +
             json.dumps({"name": "run_plan", "arguments": {"plan": PLAN}}) + "</tool_call>")
     replay = Replay(text, tokens_per_s=50, seed=3)
-    session = sched.session()
-    parser = get_parser("hermes", streams=sched.parser_streams())
+    session = sched.session(tools=[run_plan])
+    parser = get_parser("hermes", streams=BoundTools([run_plan]).streams())
     turn = asyncio.run(run_turn(replay, ChatRequest([]), parser=parser, session=session))
     assert [c.name for c in turn.calls] == ["run_plan"] and turn.abort is None
     assert run_plan(PLAN) == EXPECTED                 # claims the early result

@@ -158,7 +158,7 @@ def test_invalid_early_field_stops_decoding(sched: Scheduler) -> None:
     text = "Saving it.\n<tool_call>" + json.dumps({"name": "save", "arguments": record}) + \
         "</tool_call>"
     replay = Replay(text, tokens_per_s=400, seed=2)
-    session = sched.session()
+    session = sched.session(tools=[tool])
     turn = asyncio.run(run_turn(replay, ChatRequest([]), parser=get_parser("hermes"),
                                 session=session))
     assert session.abort is not None and turn.abort is session.abort
@@ -180,7 +180,7 @@ async def test_async_tool_result_through_the_scheduler(sched: Scheduler) -> None
 
     tool = validated_tool(save, model=Person, scheduler=sched)
     args = {"name": "Eve", "age": 5, "email": "e@x"}
-    session = sched.session()
+    session = sched.session(tools=[tool])
     session.handle(events(args))
     assert await tool(**args) == "Eve:5"
     assert sched.pending() == 0                         # the early result was handed over

@@ -17,6 +17,8 @@ with ``stop_on_abort=True``. The message the model returns gets the per-call tim
 
 from __future__ import annotations
 
+import inspect
+import sys
 import threading
 import warnings
 from collections import OrderedDict, deque
@@ -37,6 +39,19 @@ from ..common import resolve_scheduler
 __all__ = ["ConveyorCallbackHandler"]
 
 _MEMORY = 256
+
+
+def _called_from_a_coroutine(depth: int = 4) -> bool:
+    """LangChain's async callback manager calls this handler (inline) from a coroutine; its
+    sync manager from plain functions. Looks at the few frames above the handler's method."""
+    frame = sys._getframe(2)
+    for _ in range(depth):
+        if frame is None:
+            return False
+        if frame.f_code.co_flags & inspect.CO_COROUTINE:
+            return True
+        frame = frame.f_back  # type: ignore[assignment]
+    return False
 
 
 class ConveyorCallbackHandler(BaseCallbackHandler):
@@ -86,8 +101,11 @@ class ConveyorCallbackHandler(BaseCallbackHandler):
             self._warn("the model does not stream its tokens")
         sched = self.sched
         parser = get_parser("openai", streams=self.tools.streams())
+        # async tools run on the caller's loop only when the model runs on it (ainvoke); a sync
+        # invoke from a thread whose loop is running (a notebook cell) blocks that loop
+        loop = None if _called_from_a_coroutine() else sched.loop
         session = sched.session(f"lc-{run_id}", tools=self.tools,
-                                approval_required=self.approval_required)
+                                approval_required=self.approval_required, loop=loop)
         with self._lock:
             self._runs[run_id] = (parser, session, [0])
 

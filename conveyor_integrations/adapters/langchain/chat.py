@@ -144,15 +144,16 @@ class ChatConveyor(BaseChatModel):
             if chunk is not None:
                 yield chunk
         assert turn.result is not None
-        turn.delivered = True       # the final chunk carries the turn: its tools will be invoked
-        yield ChatGenerationChunk(message=final_chunk(turn.result, self._format(),
-                                                      self.model_name))
+        last = turn.final = ChatGenerationChunk(message=final_chunk(
+            turn.result, self._format(), self.model_name))
+        yield last              # the chunk that carries the turn: once received, its tools run
 
     def _stream(self, messages: list[BaseMessage], stop: list[str] | None = None,
                 run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any
                 ) -> Iterator[ChatGenerationChunk]:
         turn = self._turn(messages, stop, kwargs)
-        for chunk in drive_sync(self.sched, lambda: self._chunks(turn), turn.abandon):
+        for chunk in drive_sync(self.sched, lambda: self._chunks(turn), turn.abandon,
+                                turn.seen):
             if run_manager:
                 run_manager.on_llm_new_token(chunk.text, chunk=chunk)
             yield chunk
@@ -161,7 +162,8 @@ class ChatConveyor(BaseChatModel):
                        run_manager: AsyncCallbackManagerForLLMRun | None = None, **kwargs: Any
                        ) -> AsyncIterator[ChatGenerationChunk]:
         turn = self._turn(messages, stop, kwargs)
-        async for chunk in drive_async(lambda: self._chunks(turn), turn.abandon):
+        async for chunk in drive_async(lambda: self._chunks(turn), turn.abandon,
+                                turn.seen):
             if run_manager:
                 await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
             yield chunk
@@ -170,7 +172,8 @@ class ChatConveyor(BaseChatModel):
                   run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any
                   ) -> ChatResult:
         turn = self._turn(messages, stop, kwargs)
-        for chunk in drive_sync(self.sched, lambda: self._chunks(turn), turn.abandon):
+        for chunk in drive_sync(self.sched, lambda: self._chunks(turn), turn.abandon,
+                                turn.seen):
             if run_manager and chunk.text:
                 run_manager.on_llm_new_token(chunk.text, chunk=chunk)
         assert turn.result is not None
@@ -181,7 +184,8 @@ class ChatConveyor(BaseChatModel):
                          run_manager: AsyncCallbackManagerForLLMRun | None = None, **kwargs: Any
                          ) -> ChatResult:
         turn = self._turn(messages, stop, kwargs)
-        async for chunk in drive_async(lambda: self._chunks(turn), turn.abandon):
+        async for chunk in drive_async(lambda: self._chunks(turn), turn.abandon,
+                                turn.seen):
             if run_manager and chunk.text:
                 await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
         assert turn.result is not None

@@ -96,15 +96,18 @@ def _partial_class(base: type[BaseTool], spec: ToolSpec, owner: Scheduler | None
     base_run_params = inspect.signature(base._run).parameters
     base_arun_params = inspect.signature(base._arun).parameters
 
-    def done(out: Any, call_id: str | None) -> Any:
-        sched = resolve_scheduler(owner)
+    def release(call_id: str | None) -> None:
+        # invoked without taking the early result (e.g. the arguments failed the schema
+        # before _run, which raised): nobody will claim it now, so stop its work at once
         if call_id is not None:
-            # invoked without taking the early result (e.g. the arguments failed the schema
-            # before _run): nobody will claim it now, so stop its work instead of waiting
-            sched.release(call_id, "the framework invoked the tool without using its result")
-            timing = sched.store.claimed_timing(call_id)
-            if timing is not None and isinstance(out, ToolMessage):
-                out.response_metadata["conveyor"] = timing.as_dict()
+            resolve_scheduler(owner).release(call_id, "the framework invoked the tool without "
+                                             "using its early result")
+
+    def done(out: Any, call_id: str | None) -> Any:
+        release(call_id)
+        timing = resolve_scheduler(owner).timing(call_id) if call_id is not None else None
+        if timing is not None and isinstance(out, ToolMessage):
+            out.response_metadata["conveyor"] = timing.as_dict()
         return out
 
     class Partial(base):  # type: ignore[valid-type,misc]
@@ -123,6 +126,9 @@ def _partial_class(base: type[BaseTool], spec: ToolSpec, owner: Scheduler | None
                 out = super().run(tool_input, *args, tool_call_id=tool_call_id, **kwargs)
             except EarlyAbort as exc:
                 out = _abort_output(exc, self, tool_call_id)
+            except BaseException:
+                release(tool_call_id)
+                raise
             finally:
                 _CURRENT.reset(token)
             return done(out, tool_call_id)
@@ -140,6 +146,9 @@ def _partial_class(base: type[BaseTool], spec: ToolSpec, owner: Scheduler | None
                 out = await super().arun(tool_input, *args, tool_call_id=tool_call_id, **kwargs)
             except EarlyAbort as exc:
                 out = _abort_output(exc, self, tool_call_id)
+            except BaseException:
+                release(tool_call_id)
+                raise
             finally:
                 _CURRENT.reset(token)
             return done(out, tool_call_id)

@@ -191,8 +191,9 @@ class ConveyorLLM(FunctionCallingLLM):
         assert result is not None
         if result.aborted_call is not None:
             note_aborted_call(self.sched, result.aborted_call)
-        turn.delivered = True
-        yield [], result
+        last: _Item = ([], result)
+        turn.final = last
+        yield last
 
     def _end(self, builder: ResponseBuilder, result: TurnResult | None,
              delta: str | None) -> ChatResponse:
@@ -204,13 +205,15 @@ class ConveyorLLM(FunctionCallingLLM):
 
     def _chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
         turn, builder, final = self._turn(messages, kwargs), ResponseBuilder(self._format()), None
-        for _, result in drive_sync(self.sched, lambda: self._items(turn), turn.abandon):
+        for _, result in drive_sync(self.sched, lambda: self._items(turn), turn.abandon,
+                                    turn.seen):
             final = result or final
         return self._end(builder, final, None)
 
     async def _achat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
         turn, builder, final = self._turn(messages, kwargs), ResponseBuilder(self._format()), None
-        async for _, result in drive_async(lambda: self._items(turn), turn.abandon):
+        async for _, result in drive_async(lambda: self._items(turn), turn.abandon,
+                                           turn.seen):
             final = result or final
         return self._end(builder, final, None)
 
@@ -220,7 +223,7 @@ class ConveyorLLM(FunctionCallingLLM):
         def gen() -> ChatResponseGen:
             builder, final = ResponseBuilder(self._format()), None
             for events, result in drive_sync(self.sched, lambda: self._items(turn),
-                                             turn.abandon):
+                                             turn.abandon, turn.seen):
                 chunk = builder.chunk(events) if result is None else None
                 if chunk is not None:
                     yield chunk
@@ -235,7 +238,8 @@ class ConveyorLLM(FunctionCallingLLM):
 
         async def gen() -> ChatResponseAsyncGen:
             builder, final = ResponseBuilder(self._format()), None
-            async for events, result in drive_async(lambda: self._items(turn), turn.abandon):
+            async for events, result in drive_async(lambda: self._items(turn), turn.abandon,
+                                                    turn.seen):
                 chunk = builder.chunk(events) if result is None else None
                 if chunk is not None:
                     yield chunk
