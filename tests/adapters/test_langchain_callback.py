@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from typing import Any
 
@@ -78,3 +79,28 @@ async def test_handler_starts_tools_on_chatopenai_stream(kind: str, use_async: b
     timing = handler.sessions[0].timings[0]
     assert timing.early and timing.tool_start < timing.args_final  # before the call was complete
     assert sched.pending() == 0
+
+
+def test_sync_invoke_on_a_thread_whose_loop_runs(sched: Scheduler) -> None:
+    """A notebook cell: a sync ``invoke`` on the thread of a running (and so blocked) loop.
+    The handler's session must not live on that loop, or the early run never runs and the
+    tool's claim waits for ever."""
+    log: list[tuple[str, float]] = []
+    search = partial_tool(make_search(log), start_on=["query"])
+    handler = ConveyorCallbackHandler(tools=[search])
+    box: list[Any] = []
+
+    async def cell() -> None:           # sync code inside a coroutine, as ipykernel runs it
+        llm = ChatOpenAI(base_url=server.base_url, api_key="x", model="fake", streaming=True,
+                         callbacks=[handler])
+        box.append(create_agent(llm, tools=[search]).invoke(
+            {"messages": [HumanMessage("weather?")]}))
+
+    with FakeOpenAIServer(turns(), delay_s=0.02) as server:
+        worker = threading.Thread(target=asyncio.run, args=(cell(),), daemon=True)
+        worker.start()
+        worker.join(60)
+        assert not worker.is_alive(), "the agent hung"
+    assert box and box[0]["messages"][-1].content == "Sunny."
+    assert [q for q, _ in log] == ["weather in Paris"]            # exactly once
+    assert handler.sessions[0].timings[0].early
