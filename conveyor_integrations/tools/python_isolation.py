@@ -158,9 +158,14 @@ def bwrap_command(worker_script: str, disk_mb: int, seccomp_fd: int,
     init)."""
     bwrap = shutil.which("bwrap") or "bwrap"
     info = [] if info_fd is None else ["--info-fd", str(info_fd)]
+    # a runtime bound from under /tmp (a checkout in /tmp) makes /tmp a directory of binds:
+    # then /tmp stays read-only and TMPDIR points into the private tmpfs instead of a symlink
+    under_tmp = any(a.startswith("/tmp/") for a in _static_args())
+    tmp = (["--setenv", "TMPDIR", "/sandbox/tmp"] if under_tmp
+           else ["--symlink", "/sandbox/tmp", "/tmp"])
     return [bwrap, *_static_args(), "--ro-bind", worker_script, SANDBOX_WORKER,
             "--perms", "0777", "--size", str(max(1, disk_mb) << 20), "--tmpfs", "/sandbox",
-            "--symlink", "/sandbox/tmp", "/tmp", "--remount-ro", "/", "--chdir", "/sandbox",
+            *tmp, "--remount-ro", "/", "--chdir", "/sandbox",
             "--seccomp", str(seccomp_fd), *info, "--"]
 
 
