@@ -23,6 +23,7 @@ from typing import Any
 
 from .errors import EarlyAbort, ResultDropped, ToolTimeout
 from .events import CallDone, CallEvent, CallMalformed, CallStarted
+from .loop_inbox import inbox_for
 from .policy import Policy, run_under
 from .spec import ToolSpec
 from .strategies import CompleteCall
@@ -84,7 +85,8 @@ class EarlyRun:
             ctx = run_under(self._policy) if self._policy is not None else contextvars.Context()
             self._task = self.loop.create_task(self._work(), context=ctx)
         if isinstance(event, CallDone):
-            self.final_args = self.spec.tool_args(event.args)
+            if self.final_args is None:          # the session sets them when it sees the call
+                self.final_args = self.spec.tool_args(event.args)
             self._hooks.on_waiting(self)
         self._queue.append(event)
         wake = self._wake
@@ -194,7 +196,7 @@ class EarlyRun:
                   exc: BaseException | None = None) -> None:
         """:meth:`drop` scheduled on the execution's loop, from any thread."""
         try:
-            self.loop.call_soon_threadsafe(self._drop_task, reason, status, exc)
+            inbox_for(self.loop).post(self._drop_task, reason, status, exc)
         except RuntimeError:     # the loop has closed: its tasks were cancelled with it
             self.dropped = True
             self._settle(None, exc or ResultDropped(reason))

@@ -23,12 +23,12 @@ import atexit
 import concurrent.futures
 import logging
 import threading
-from collections.abc import Collection, Coroutine, Iterable
+from collections.abc import Callable, Collection, Coroutine, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from .early_run import EarlyRun
-from .errors import RunWhenInvoked
+from .errors import EarlyAbort, RunWhenInvoked
 from .policy import ApprovalRequired, BoundTools, CompleteCallDispatch, HoldSideEffects, Policy
 from .session import RequestSession
 from .spec import ToolSpec
@@ -71,6 +71,7 @@ class Scheduler:
         complete_call: bool = False,
         policy: Policy | None = None,
         loop: asyncio.AbstractEventLoop | None = None,
+        on_abort: Callable[[str, EarlyAbort], None] | None = None,
     ) -> RequestSession:
         """Start driving one model stream: feed it the parser's events.
 
@@ -79,7 +80,8 @@ class Scheduler:
         ``run_side_effects`` lets ``side_effects=True`` tools start on their complete call;
         ``complete_call`` starts every tool on its complete call only (eager dispatch).
         ``policy`` replaces all of these. The session runs on ``loop``: by default the running
-        loop, or the scheduler's own when there is none.
+        loop, or the scheduler's own when there is none. ``on_abort(call_id, exc)`` is called
+        (on that loop) when an execution raises ``EarlyAbort``.
         """
         if policy is None:
             policy = tools if isinstance(tools, BoundTools) else BoundTools(tools)
@@ -96,7 +98,7 @@ class Scheduler:
                 loop = self.loop
         return RequestSession(self.store, policy, loop=loop, pool=self.pool,
                               request_id=request_id, owner=self,
-                              claim_timeout=self.claim_timeout)
+                              claim_timeout=self.claim_timeout, on_abort=on_abort)
 
     # -- the loop and the pool ---------------------------------------------------------------
     @property

@@ -3,8 +3,9 @@
 A session belongs to one event loop, the loop that drives the model's stream, and its early
 executions run there. ``handle(events)`` does the per-call bookkeeping (timings, what the
 request's policy lets start) and hands the call events to the executions: directly when it runs
-on that loop, or once per batch through ``call_soon_threadsafe`` when it is fed from a thread
-that has no loop (a LangChain callback handler under a sync ``invoke``). Text deltas never
+on that loop, or through the loop's :class:`~conveyor_integrations.loop_inbox.LoopInbox` (one
+wake-up for all the batches posted while one is pending) when it is fed from a thread that has no
+loop (a LangChain callback handler under a sync ``invoke``). Text deltas never
 cross. After each delta the driver reads ``session.abort``: when an execution raised
 ``EarlyAbort`` it is set, and the driver stops decoding. Example::
 
@@ -26,11 +27,10 @@ cross. After each delta the driver reads ``session.abort``: when an execution ra
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import itertools
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Executor
 from typing import Any
 
@@ -47,6 +47,7 @@ from .events import (
     StreamDone,
     TextChunk,
 )
+from .loop_inbox import inbox_for
 from .policy import Policy, Start
 from .store import ResultStore
 from .timings import CallTiming
@@ -62,9 +63,11 @@ class RequestSession:
 
     def __init__(self, store: ResultStore, policy: Policy, *, loop: asyncio.AbstractEventLoop,
                  pool: Executor, request_id: str | None = None, owner: object = None,
-                 claim_timeout: float = 300.0) -> None:
+                 claim_timeout: float = 300.0,
+                 on_abort: Callable[[str, EarlyAbort], None] | None = None) -> None:
         self.store, self.policy, self.loop, self._pool = store, policy, loop, pool
         self._owner, self._claim_timeout = owner, claim_timeout
+        self._abort_listener = on_abort
         self.request_id = request_id or f"session-{next(_session_ids)}"
         self.started = time.perf_counter()
         self.timings: dict[int, CallTiming] = {}
@@ -79,6 +82,7 @@ class RequestSession:
         self._hooks = Hooks(on_abort=self._on_abort, on_waiting=store.arm_expiry)
         self._driver: int | None = None
         self._driver_on_loop = False
+        self._inbox = inbox_for(loop)
 
     # -- the stream side -------------------------------------------------------------------
     def handle(self, events: Iterable[Event]) -> None:
@@ -107,7 +111,7 @@ class RequestSession:
             if self._on_own_loop():
                 _deliver(posts)
             else:
-                self.loop.call_soon_threadsafe(_deliver, posts, context=contextvars.Context())
+                self._inbox.post(_deliver, posts)
 
     def _on_own_loop(self) -> bool:
         """``handle`` runs on the session's loop (asked once per driving thread)."""
@@ -214,6 +218,8 @@ class RequestSession:
         if self.abort is None:
             self.abort_call_id = ex.call_id
             self.abort = exc
+            if self._abort_listener is not None:
+                self._abort_listener(ex.call_id, exc)
 
 
 def _deliver(posts: list[tuple[EarlyRun, CallEvent]]) -> None:

@@ -28,6 +28,7 @@ from collections import OrderedDict, deque
 from typing import TYPE_CHECKING, Any
 
 from .errors import AlreadyClaimed
+from .loop_inbox import inbox_for
 
 if TYPE_CHECKING:
     from .early_run import EarlyRun
@@ -217,7 +218,7 @@ class ResultStore:
 
 def _on_loop(loop: asyncio.AbstractEventLoop, fn: Any) -> None:
     try:
-        loop.call_soon_threadsafe(fn)
+        inbox_for(loop).post(fn)
     except RuntimeError:     # the loop is closed: its timers are gone with it
         pass
 

@@ -105,7 +105,8 @@ class ConveyorCallbackHandler(BaseCallbackHandler):
         # invoke from a thread whose loop is running (a notebook cell) blocks that loop
         loop = None if _called_from_a_coroutine() else sched.loop
         session = sched.session(f"lc-{run_id}", tools=self.tools,
-                                approval_required=self.approval_required, loop=loop)
+                                approval_required=self.approval_required, loop=loop,
+                                on_abort=self._note_abort)
         with self._lock:
             self._runs[run_id] = (parser, session, [0])
 
@@ -155,9 +156,13 @@ class ConveyorCallbackHandler(BaseCallbackHandler):
         state[1].cancel(f"model run failed: {type(error).__name__}: {error}")
         self._record(state[1])
 
-    def _record(self, session: RequestSession) -> None:
-        if session.abort is not None and session.abort_call_id is not None:
-            self.aborts[session.abort_call_id] = session.abort
+    def _note_abort(self, call_id: str, exc: EarlyAbort) -> None:
+        # on the session's loop, when the abort happens (under a sync invoke that can be after
+        # the model run ended)
+        with self._lock:
+            self.aborts[call_id] = exc
             while len(self.aborts) > _MEMORY:
                 self.aborts.popitem(last=False)
+
+    def _record(self, session: RequestSession) -> None:
         self.sessions.append(session)
