@@ -24,7 +24,6 @@ from typing import Any
 from .errors import EarlyAbort, ResultDropped, ToolTimeout
 from .events import CallDone, CallEvent, CallMalformed, CallStarted
 from .loop_inbox import inbox_for
-from .policy import Policy, run_under
 from .spec import ToolSpec
 from .strategies import CompleteCall
 from .timings import CallTiming
@@ -50,7 +49,8 @@ class EarlyRun:
     def __init__(self, spec: ToolSpec, call_id: str, timing: CallTiming, *,
                  loop: asyncio.AbstractEventLoop, pool: Executor, hooks: Hooks,
                  complete_only: bool = False, owner: object = None,
-                 claim_timeout: float = 300.0, policy: Policy | None = None) -> None:
+                 claim_timeout: float = 300.0,
+                 context: contextvars.Context | None = None) -> None:
         self.spec, self.call_id, self.timing, self.loop = spec, call_id, timing, loop
         self._pool, self._hooks = pool, hooks
         self.owner = owner
@@ -59,7 +59,7 @@ class EarlyRun:
         """Seconds it waits to be claimed once its call is complete."""
         self.deadline: float | None = None
         """``time.monotonic()`` after which it is not claimable (set by the store)."""
-        self._policy = policy
+        self._context = context
         self.result: concurrent.futures.Future[Any] = concurrent.futures.Future()
         self.final_args: dict[str, Any] | None = None
         """The complete call's arguments as the tool sees them (``spec.tool_args``)."""
@@ -82,7 +82,7 @@ class EarlyRun:
         if self._task is None:
             # a fresh context: the execution must not inherit the run config (LangChain's
             # callbacks) of the model call whose stream started it; it sees its request's policy
-            ctx = run_under(self._policy) if self._policy is not None else contextvars.Context()
+            ctx = contextvars.Context() if self._context is None else self._context.copy()
             self._task = self.loop.create_task(self._work(), context=ctx)
         if isinstance(event, CallDone):
             if self.final_args is None:          # the session sets them when it sees the call

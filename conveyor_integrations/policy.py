@@ -44,7 +44,9 @@ class Policy(Protocol):
     """Decides, per tool name, whether and when a call of this request starts early."""
 
     def decide(self, name: str) -> Start | None:
-        """A :class:`Start` for calls of ``name``, or None: the framework runs them as usual."""
+        """A :class:`Start` for calls of ``name``, or None: the framework runs them as usual.
+
+        A session asks once per tool name and keeps the answer for the rest of its message."""
         ...
 
     def streams(self) -> dict[str, dict[str, str]]:

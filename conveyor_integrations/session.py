@@ -48,7 +48,7 @@ from .events import (
     TextChunk,
 )
 from .loop_inbox import inbox_for
-from .policy import Policy, Start
+from .policy import Policy, Start, run_under
 from .store import ResultStore
 from .timings import CallTiming
 
@@ -78,6 +78,10 @@ class RequestSession:
         self.decode_end: float | None = None
         self._execs: dict[int, EarlyRun] = {}
         self._starts: dict[int, Start] = {}
+        self._decided: dict[str, Start | None] = {}
+        """The policy's answer per tool name (asked once per name and session)."""
+        self._context = run_under(policy)
+        """Copied for each early run: its request's policy, nothing of the caller's context."""
         self._closed = False
         self._hooks = Hooks(on_abort=self._on_abort, on_waiting=store.arm_expiry)
         self._driver: int | None = None
@@ -128,7 +132,7 @@ class RequestSession:
         timing = self.timings[ev.index] = CallTiming(ev.id, ev.name, ev.index,
                                                      seen=time.perf_counter(),
                                                      origin=self.started)
-        start = self.policy.decide(ev.name)
+        start = self._decide(ev.name)
         if start is None:
             timing.status = "not_partial"
             return None
@@ -136,6 +140,13 @@ class RequestSession:
         if start.complete_only or self._closed:
             return None
         return self._new(ev.index, ev.id, start, timing)
+
+    def _decide(self, name: str) -> Start | None:
+        try:
+            return self._decided[name]
+        except KeyError:
+            start = self._decided[name] = self.policy.decide(name)
+            return start
 
     def _on_done(self, ev: CallDone) -> EarlyRun | None:
         timing = self.timings.get(ev.index)
@@ -146,7 +157,7 @@ class RequestSession:
         timing.args_final = time.perf_counter()
         ex = self._execs.get(ev.index)
         if ex is None and not self._closed and self.abort is None:
-            start = self._starts.get(ev.index) or self.policy.decide(ev.name)
+            start = self._starts.get(ev.index) or self._decide(ev.name)
             if start is not None and start.complete_only:
                 ex = self._new(ev.index, ev.id, start, timing)
         if ex is not None and not ex.aborted:
@@ -167,7 +178,7 @@ class RequestSession:
         ex = EarlyRun(start.spec, call_id, timing, loop=self.loop, pool=self._pool,
                        hooks=self._hooks, complete_only=start.complete_only,
                        owner=self._owner, claim_timeout=self._claim_timeout,
-                       policy=self.policy)
+                       context=self._context)
         self._execs[index] = ex
         self.store.add(ex)
         return ex
