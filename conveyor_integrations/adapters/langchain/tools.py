@@ -23,6 +23,8 @@ formatting) stays LangChain's own; the ``ToolMessage`` also gets the call's fina
 from __future__ import annotations
 
 import inspect
+from collections.abc import Iterator
+from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any, ClassVar
 
@@ -110,6 +112,22 @@ def _partial_class(base: type[BaseTool], spec: ToolSpec, owner: Scheduler | None
             out.response_metadata["conveyor"] = timing.as_dict()
         return out
 
+    @contextmanager
+    def invoking(tool: BaseTool, tool_input: Any, call_id: str | None) -> Iterator[list[Any]]:
+        """Around LangChain's ``run``/``arun``: ``_run`` claims as this invocation; an early
+        abort becomes the tool's output; any other failure releases the early result."""
+        outcome: list[Any] = []
+        token = _CURRENT.set((call_id, _claim_args(tool, tool_input)))
+        try:
+            yield outcome
+        except EarlyAbort as exc:
+            outcome.append(_abort_output(exc, tool, call_id))
+        except BaseException:
+            release(call_id)
+            raise
+        finally:
+            _CURRENT.reset(token)
+
     class Partial(base):  # type: ignore[valid-type,misc]
         conveyor_spec: ClassVar[ToolSpec] = spec
 
@@ -121,17 +139,10 @@ def _partial_class(base: type[BaseTool], spec: ToolSpec, owner: Scheduler | None
                     sched.claim(tool_call_id, spec=spec)
                 except EarlyAbort as exc:
                     return done(_abort_output(exc, self, tool_call_id), tool_call_id)
-            token = _CURRENT.set((tool_call_id, _claim_args(self, tool_input)))
-            try:
-                out = super().run(tool_input, *args, tool_call_id=tool_call_id, **kwargs)
-            except EarlyAbort as exc:
-                out = _abort_output(exc, self, tool_call_id)
-            except BaseException:
-                release(tool_call_id)
-                raise
-            finally:
-                _CURRENT.reset(token)
-            return done(out, tool_call_id)
+            with invoking(self, tool_input, tool_call_id) as outcome:
+                outcome.append(super().run(tool_input, *args, tool_call_id=tool_call_id,
+                                           **kwargs))
+            return done(outcome[-1], tool_call_id)
 
         async def arun(self, tool_input: Any, *args: Any, tool_call_id: str | None = None,
                        **kwargs: Any) -> Any:
@@ -141,17 +152,10 @@ def _partial_class(base: type[BaseTool], spec: ToolSpec, owner: Scheduler | None
                     await sched.aclaim(tool_call_id, spec=spec)
                 except EarlyAbort as exc:
                     return done(_abort_output(exc, self, tool_call_id), tool_call_id)
-            token = _CURRENT.set((tool_call_id, _claim_args(self, tool_input)))
-            try:
-                out = await super().arun(tool_input, *args, tool_call_id=tool_call_id, **kwargs)
-            except EarlyAbort as exc:
-                out = _abort_output(exc, self, tool_call_id)
-            except BaseException:
-                release(tool_call_id)
-                raise
-            finally:
-                _CURRENT.reset(token)
-            return done(out, tool_call_id)
+            with invoking(self, tool_input, tool_call_id) as outcome:
+                outcome.append(await super().arun(tool_input, *args, tool_call_id=tool_call_id,
+                                                  **kwargs))
+            return done(outcome[-1], tool_call_id)
 
         def _run(self, *args: Any, config: RunnableConfig,
                  run_manager: CallbackManagerForToolRun | None = None, **kwargs: Any) -> Any:
