@@ -11,6 +11,7 @@ components of that graph (Tarjan) must all be single modules without a self-edge
 from __future__ import annotations
 
 import ast
+import gc
 from collections.abc import Collection, Iterator
 from pathlib import Path
 
@@ -56,11 +57,23 @@ def imported_names(tree: ast.AST, module: str, is_pkg: bool,
                 yield target           # some name comes from the module (or package) itself
 
 
+def _parse(path: Path) -> ast.AST:
+    # CPython 3.11 can raise "SystemError: AST constructor recursion depth mismatch" when the
+    # garbage collector runs a finalizer (an un-started coroutine of a test whose event loop
+    # was closed) in the middle of ast.parse; collect first, and not during the parse
+    gc.collect()
+    gc.disable()
+    try:
+        return ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    finally:
+        gc.enable()
+
+
 def import_graph() -> dict[str, set[str]]:
     modules = module_files()
     graph: dict[str, set[str]] = {m: set() for m in modules}
     for name, (path, is_pkg) in modules.items():
-        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        tree = _parse(path)
         for target in imported_names(tree, name, is_pkg, modules):
             if not (target == PACKAGE or target.startswith(PACKAGE + ".")):
                 continue
