@@ -5,15 +5,27 @@ seeded random 1-8 characters (or by a tokenizer you pass); delta dicts have thei
 ``function.arguments`` cut the same way, so a 3k-character argument arrives in ~700 fragments as
 it would from a server. Tokens are released on an absolute schedule (``k / tokens_per_s`` after
 the stream began), so pacing does not drift. Replay models decode speed; it is labelled as such
-wherever its figures are reported. Example::
+wherever its figures are reported.
+
+Which transcript a stream gets: the next one, in the order the streams begin, unless its request
+was reserved ahead with :meth:`Replay.reserve`, which gives the next transcripts to the named
+requests in the order named, whatever order their streams then begin in. ``ChatConveyor``'s
+``batch``/``abatch`` reserve them for their inputs, so a batch's answers follow its inputs:
+``ChatConveyor(backend=Replay(["one", "two"])).batch(["a", "b"])`` answers ``one``, ``two``
+although the two streams run concurrently. Example::
 
     >>> import asyncio
     >>> from conveyor_integrations.backends import Replay, ChatRequest
     >>> r = Replay(["first turn", "second turn"], tokens_per_s=1e6, seed=1)
-    >>> async def text():
-    ...     return "".join([d async for d in r.stream(ChatRequest([]))])
+    >>> async def text(request=None):
+    ...     return "".join([d async for d in r.stream(request or ChatRequest([]))])
     >>> asyncio.run(text()), asyncio.run(text())
     ('first turn', 'second turn')
+    >>> r = Replay(["one", "two", "three"], tokens_per_s=None)
+    >>> a, b = ChatRequest([]), ChatRequest([])
+    >>> r.reserve([a.request_id, b.request_id])
+    >>> asyncio.run(text(b)), asyncio.run(text(a)), asyncio.run(text())   # b's stream first
+    ('two', 'one', 'three')
 """
 
 from __future__ import annotations
@@ -21,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import random
+import threading
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, TypeAlias
@@ -48,10 +61,14 @@ def _is_one_transcript(turns: Any) -> bool:
 
 
 class Replay:
-    """Replays one transcript per ``stream()`` call, in order, at ``tokens_per_s``.
+    """Replays one transcript per ``stream()`` call at ``tokens_per_s``.
 
-    ``tokens_per_s=None`` (or ``float("inf")``) replays as fast as possible.
-    ``tool_format`` defaults to ``"openai"`` for delta transcripts and ``"hermes"`` for text.
+    Transcripts go out in the order the streams begin, except to requests reserved with
+    :meth:`reserve` (a batch's, in input order: see the module's docstring). ``cycle=True``
+    starts over after the last transcript; without it a call past the last raises
+    :class:`BackendError`. ``tokens_per_s=None`` (or ``float("inf")``) replays as fast as
+    possible. ``tool_format`` defaults to ``"openai"`` for delta transcripts and ``"hermes"``
+    for text.
     """
 
     def __init__(
@@ -73,10 +90,14 @@ class Replay:
         self._rng = random.Random(seed)
         self._tokenizer = tokenizer
         self._next = 0
+        self._calls = 0
+        self._reserved: dict[str, tuple[int | None, int]] = {}
+        self._lock = threading.Lock()          # reserve() is called from the caller's thread
         self.requests: list[ChatRequest] = []
-        """Every request received, in order (tests inspect them)."""
+        """Every request received, in the order their streams began (tests inspect them)."""
         self.emitted: list[int] = []
-        """Tokens emitted per stream; smaller than the transcript's when a stream was closed early."""
+        """Tokens emitted per stream (in the order of ``requests``); smaller than the
+        transcript's when a stream was closed early."""
         first = self.turns[0]
         self.default_tool_format = tool_format or ("hermes" if isinstance(first, str) else "openai")
 
@@ -115,18 +136,37 @@ class Replay:
                 out.append(dict(extra))
         return out or [dict(delta)]
 
-    def _take(self, request: ChatRequest) -> tuple[list[Delta], int]:
-        """The next transcript's deltas and its slot in ``emitted``; records the request."""
+    def _advance(self) -> tuple[int | None, int]:
+        """The next transcript's index (None: none left) and the call's number (from 1)."""
+        self._calls += 1
         if self._next >= len(self.turns):
             if not self.cycle:
-                raise BackendError(f"{type(self).__name__} has no transcript left for call "
-                                   f"{self._next + 1} (it was given {len(self.turns)})")
+                return None, self._calls
             self._next = 0
-        transcript = self.turns[self._next]
         self._next += 1
-        self.requests.append(request)
-        self.emitted.append(0)
-        return self.tokens(transcript), len(self.emitted) - 1
+        return self._next - 1, self._calls
+
+    def reserve(self, request_ids: Sequence[str]) -> None:
+        """Give the next ``len(request_ids)`` transcripts to these requests, in this order.
+
+        The request whose ``request_id`` is ``request_ids[i]`` gets the i-th of them whenever
+        its stream begins; streams of other requests get the transcripts after them. A reserved
+        request that never streams leaves its transcript unused."""
+        with self._lock:
+            for request_id in request_ids:
+                self._reserved[request_id] = self._advance()
+
+    def _take(self, request: ChatRequest) -> tuple[list[Delta], int]:
+        """The request's transcript's deltas and its slot in ``emitted``; records the request."""
+        with self._lock:
+            reserved = self._reserved.pop(request.request_id, None)
+            index, call = reserved if reserved is not None else self._advance()
+            if index is None:
+                raise BackendError(f"{type(self).__name__} has no transcript left for call "
+                                   f"{call} (it was given {len(self.turns)})")
+            self.requests.append(request)
+            self.emitted.append(0)
+            return self.tokens(self.turns[index]), len(self.emitted) - 1
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[Delta]:
         """Replay the next transcript, paced."""

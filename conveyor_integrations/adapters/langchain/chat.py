@@ -12,25 +12,36 @@ in :mod:`.messages`. Example::
     msg = model.bind_tools([search]).invoke("find x")
     msg.tool_calls[0]["args"]                       # {'query': 'x'}
     msg.response_metadata["conveyor"]["calls"]      # per-call timings
+
+``with_structured_output(schema, method=...)`` takes "function_calling", "json_mode" and
+"json_schema" (see :mod:`.structured`). ``batch``/``abatch`` over a ``Replay`` reserve its next
+transcripts for their inputs, so the answers follow the inputs (see ``Replay.reserve``).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator, Sequence
-from typing import Any
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from typing import Any, Literal
+from uuid import UUID
 
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
+from langchain_core.language_models import LanguageModelInput
 from langchain_core.language_models.chat_models import BaseChatModel
-from langchain_core.messages import BaseMessage, convert_to_openai_messages
+from langchain_core.messages import AIMessage, BaseMessage, convert_to_openai_messages
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+from langchain_core.runnables import Runnable, RunnableConfig
+from langchain_core.runnables.config import get_config_list
 from langchain_core.utils.function_calling import convert_to_openai_tool
-from pydantic import ConfigDict, Field, model_validator
+from langchain_core.utils.uuid import uuid7
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
-from ...backends.base import ChatRequest
+from ...backends.base import ChatRequest, new_request_id
+from ...backends.replay import Replay
 from ...policy import BoundTools
 from ...scheduler import Scheduler
 from ..common import ModelTurn, drive_async, drive_sync, resolve_scheduler
 from .messages import final_chunk, message, stream_chunk
+from .structured import structured_output
 
 __all__ = ["ChatConveyor"]
 
@@ -61,6 +72,8 @@ class ChatConveyor(BaseChatModel):
     stop: list[str] | None = Field(default=None, alias="stop_sequences")
     model_kwargs: dict[str, Any] = Field(default_factory=dict)
     """Other sampling parameters for the backend."""
+    _planned: dict[UUID, str] = PrivateAttr(default_factory=dict)
+    """A batch's run ids -> the request ids their Replay transcripts are reserved for."""
 
     @model_validator(mode="before")
     @classmethod
@@ -124,14 +137,75 @@ class ChatConveyor(BaseChatModel):
             bound["tool_choice"] = tool_choice
         return self.bind(**bound)
 
+    def with_structured_output(
+        self, schema: Mapping[str, Any] | type | None = None, *,
+        method: Literal["function_calling", "json_mode", "json_schema"] = "function_calling",
+        include_raw: bool = False, strict: bool | None = None, **kwargs: Any,
+    ) -> Runnable[LanguageModelInput, dict[str, Any] | BaseModel]:
+        """The model answering as ``schema`` (a pydantic class, a TypedDict, a JSON schema).
+
+        ``method``: "function_calling" (a forced call of the schema as the one tool),
+        "json_mode" or "json_schema" (a JSON text answer, constrained by ``VLLMEngine`` and
+        ``OpenAICompatible``); see :mod:`conveyor_integrations.adapters.langchain.structured`.
+        ``include_raw=True`` answers ``{"raw", "parsed", "parsing_error"}``; else an answer
+        that does not parse raises ``OutputParserException``. ``strict`` marks the schema
+        strict (not with "json_mode"); other keywords are bound (sampling parameters)."""
+        return structured_output(self, schema, method=method, include_raw=include_raw,
+                                 strict=strict, kwargs=kwargs)
+
+    # -- batches -------------------------------------------------------------------------------
+    def _plan(self, n: int, config: RunnableConfig | list[RunnableConfig] | None
+              ) -> tuple[RunnableConfig | list[RunnableConfig] | None, list[UUID]]:
+        """Over a Replay: a run id per input, and the next transcripts reserved for the
+        inputs' requests in input order (their streams start in any order)."""
+        if n < 2 or not isinstance(self.backend, Replay):
+            return config, []
+        configs = get_config_list(config, n)
+        run_ids = [c.get("run_id") or uuid7() for c in configs]
+        if len(set(run_ids)) < n:
+            return config, []
+        for c, run_id in zip(configs, run_ids, strict=True):
+            c["run_id"] = run_id
+        request_ids = [new_request_id() for _ in run_ids]
+        self._planned.update(zip(run_ids, request_ids, strict=True))
+        self.backend.reserve(request_ids)
+        return configs, run_ids
+
+    def batch(self, inputs: list[LanguageModelInput],
+              config: RunnableConfig | list[RunnableConfig] | None = None, *,
+              return_exceptions: bool = False, **kwargs: Any | None) -> list[AIMessage]:
+        """``Runnable.batch``; over a Replay the answers follow the inputs' order."""
+        configs, planned = self._plan(len(inputs), config)
+        try:
+            return super().batch(inputs, configs, return_exceptions=return_exceptions, **kwargs)
+        finally:
+            for run_id in planned:
+                self._planned.pop(run_id, None)
+
+    async def abatch(self, inputs: list[LanguageModelInput],
+                     config: RunnableConfig | list[RunnableConfig] | None = None, *,
+                     return_exceptions: bool = False, **kwargs: Any | None) -> list[AIMessage]:
+        """``Runnable.abatch``; over a Replay the answers follow the inputs' order."""
+        configs, planned = self._plan(len(inputs), config)
+        try:
+            return await super().abatch(inputs, configs, return_exceptions=return_exceptions,
+                                        **kwargs)
+        finally:
+            for run_id in planned:
+                self._planned.pop(run_id, None)
+
     # -- one turn ------------------------------------------------------------------------------
     def _turn(self, messages: list[BaseMessage], stop: list[str] | None,
-              kwargs: dict[str, Any]) -> ModelTurn:
+              kwargs: dict[str, Any],
+              run_manager: CallbackManagerForLLMRun | AsyncCallbackManagerForLLMRun | None
+              ) -> ModelTurn:
         sampling = self._sampling(stop)
         sampling.update({k: v for k, v in kwargs.items() if k not in _NOT_SAMPLING})
+        planned = self._planned.pop(run_manager.run_id, None) if run_manager else None
         request = ChatRequest(messages=convert_to_openai_messages(messages),
                               tools=list(kwargs.get("tools") or ()),
-                              tool_choice=kwargs.get("tool_choice"), sampling=sampling)
+                              tool_choice=kwargs.get("tool_choice"), sampling=sampling,
+                              request_id=planned or new_request_id())
         tools = kwargs.get("conveyor_tools")
         return ModelTurn(self.sched, self.backend, request, tool_format=self._format(),
                          tools=tools if isinstance(tools, BoundTools) else BoundTools(),
@@ -151,7 +225,7 @@ class ChatConveyor(BaseChatModel):
     def _stream(self, messages: list[BaseMessage], stop: list[str] | None = None,
                 run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any
                 ) -> Iterator[ChatGenerationChunk]:
-        turn = self._turn(messages, stop, kwargs)
+        turn = self._turn(messages, stop, kwargs, run_manager)
         for chunk in drive_sync(self.sched, lambda: self._chunks(turn), turn.abandon,
                                 turn.seen):
             if run_manager:
@@ -161,7 +235,7 @@ class ChatConveyor(BaseChatModel):
     async def _astream(self, messages: list[BaseMessage], stop: list[str] | None = None,
                        run_manager: AsyncCallbackManagerForLLMRun | None = None, **kwargs: Any
                        ) -> AsyncIterator[ChatGenerationChunk]:
-        turn = self._turn(messages, stop, kwargs)
+        turn = self._turn(messages, stop, kwargs, run_manager)
         async for chunk in drive_async(lambda: self._chunks(turn), turn.abandon,
                                 turn.seen):
             if run_manager:
@@ -171,7 +245,7 @@ class ChatConveyor(BaseChatModel):
     def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None,
                   run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any
                   ) -> ChatResult:
-        turn = self._turn(messages, stop, kwargs)
+        turn = self._turn(messages, stop, kwargs, run_manager)
         for chunk in drive_sync(self.sched, lambda: self._chunks(turn), turn.abandon,
                                 turn.seen):
             if run_manager and chunk.text:
@@ -183,7 +257,7 @@ class ChatConveyor(BaseChatModel):
     async def _agenerate(self, messages: list[BaseMessage], stop: list[str] | None = None,
                          run_manager: AsyncCallbackManagerForLLMRun | None = None, **kwargs: Any
                          ) -> ChatResult:
-        turn = self._turn(messages, stop, kwargs)
+        turn = self._turn(messages, stop, kwargs, run_manager)
         async for chunk in drive_async(lambda: self._chunks(turn), turn.abandon,
                                 turn.seen):
             if run_manager and chunk.text:
