@@ -3,6 +3,7 @@
 ::
 
     conveyor demo [--model PATH] [--base-url URL] [--free]   # the main job (needs vLLM)
+    conveyor serve [--model DIR] [--host H] [--port P]      # vLLM's OpenAI server, CPU settings
     conveyor bench [--backend replay|vllm] [--rates ...]    # the benchmark (extra "bench")
 """
 
@@ -17,6 +18,8 @@ USAGE = """usage: conveyor COMMAND [options]
 
 commands:
   demo    an agent on vLLM (in-process, bundled SmolLM2) whose program runs while it is written
+  serve   vLLM's OpenAI-compatible server on the bundled SmolLM2 (or --model), set up for a CPU,
+          with the hermes tool parser; prints the ChatOpenAI(...) / OpenAICompatible(...) lines
   bench   every workload sequential / complete-call / partial / ideal; overhead; scale
 """
 
@@ -29,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     command, rest = args[0], args[1:]
     if command in ("demo", "bench"):
-        # vLLM on CPU: one process starts faster than engine-core multiprocessing on 2 cores
+        # vLLM on CPU: the engine core runs the model itself (no worker process of its own)
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
         os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
     if command == "demo":
@@ -40,6 +43,10 @@ def main(argv: list[str] | None = None) -> int:
         from .bench.cli import main as bench
 
         return bench(rest)
+    if command == "serve":
+        from .serve import main as serve
+
+        return serve(rest)
     print(f"conveyor: unknown command {command!r}\n\n{USAGE}", file=sys.stderr)
     return 2
 

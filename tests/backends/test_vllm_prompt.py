@@ -10,12 +10,13 @@ from typing import Any
 import pytest
 
 from conveyor_integrations.backends import bundled_model as bm
-from conveyor_integrations.backends.vllm_engine import (
-    _hermes_messages,
-    _native_messages,
+from conveyor_integrations.backends.vllm_prompt import (
     forced_tool_call_tag,
+    tool_rendering,
     tools_prompt,
 )
+from conveyor_integrations.backends.vllm_prompt import hermes_messages as _hermes_messages
+from conveyor_integrations.backends.vllm_prompt import native_messages as _native_messages
 
 TOOLS = [
     {
@@ -117,6 +118,20 @@ def test_server_template_matches_the_engine_prompt(tools: Any, system: bool) -> 
     engine_prompt = _render(SMOLLM2_TEMPLATE, _hermes_messages(messages, tools or []))
     server_prompt = _render(bm.TOOL_CHAT_TEMPLATE, _native_messages(messages), tools)
     assert server_prompt == engine_prompt
+
+
+@pytest.mark.parametrize(("template", "expected"), [
+    (SMOLLM2_TEMPLATE, "system"),                  # the bundled model: tools in a system turn
+    (bm.TOOL_CHAT_TEMPLATE, "native"),             # what `conveyor serve` gives the server
+    ("{% for m in messages %}{% if m['role'] != 'system' %}{{ m['content'] }}{% endif %}{% endfor %}",
+     None),                                        # neither: the engine warns
+    ("{{ raise_exception('no system role') }}", None),
+])
+def test_tool_rendering_of_templates(template: str, expected: str | None) -> None:
+    def render(messages: Any, tools: Any = None) -> str:
+        return _render(template, messages, tools)
+
+    assert tool_rendering(render) == expected
 
 
 def test_cache_dir_from_environment(
