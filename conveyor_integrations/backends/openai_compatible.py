@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import re
 import weakref
 from collections.abc import AsyncIterator
 from typing import Any
@@ -104,6 +105,19 @@ class OpenAICompatible:
         if extra:
             kwargs["extra_body"] = extra
         return kwargs
+
+    def json_sampling(self, function: dict[str, Any] | None, strict: bool | None) -> dict[str, Any]:
+        """The ``response_format`` that holds the answer to ``function["parameters"]`` (an
+        OpenAI function; ``strict`` passed on), or to any JSON object when it is None."""
+        if function is None:
+            return {"response_format": {"type": "json_object"}}
+        spec: dict[str, Any] = {"name": re.sub(r"[^a-zA-Z0-9_-]", "_", function["name"])[:64],
+                                "schema": function["parameters"]}
+        if function.get("description"):
+            spec["description"] = function["description"]
+        if strict is not None:
+            spec["strict"] = strict
+        return {"response_format": {"type": "json_schema", "json_schema": spec}}
 
     def _error(self, e: BaseException, where: str) -> BackendError:
         o = self._openai

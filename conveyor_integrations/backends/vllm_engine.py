@@ -173,6 +173,13 @@ class VLLMEngine:
         unfinished = engine.get_num_unfinished_requests() if engine is not None else 0
         return {**self._stats, "unfinished_requests": unfinished}
 
+    def json_sampling(self, function: dict[str, Any] | None, strict: bool | None) -> dict[str, Any]:
+        """Sampling parameters that hold decoding to JSON: to ``function["parameters"]`` (an
+        OpenAI function), or to any JSON object when ``function`` is None."""
+        if function is None:
+            return {"structured_outputs": {"json_object": True}}
+        return {"structured_outputs": {"json": function["parameters"]}}
+
     def close(self) -> None:
         """Shut the engine (and its engine-core process) down and stop its thread; blocking.
 

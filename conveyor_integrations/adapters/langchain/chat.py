@@ -36,7 +36,6 @@ from langchain_core.utils.uuid import uuid7
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 from ...backends.base import ChatRequest, new_request_id
-from ...backends.replay import Replay
 from ...policy import BoundTools
 from ...scheduler import Scheduler
 from ..common import ModelTurn, drive_async, drive_sync, resolve_scheduler
@@ -158,7 +157,8 @@ class ChatConveyor(BaseChatModel):
               ) -> tuple[RunnableConfig | list[RunnableConfig] | None, list[UUID]]:
         """Over a Replay: a run id per input, and the next transcripts reserved for the
         inputs' requests in input order (their streams start in any order)."""
-        if n < 2 or not isinstance(self.backend, Replay):
+        reserve = getattr(self.backend, "reserve", None)    # a Replay's: see Replay.reserve
+        if n < 2 or reserve is None:
             return config, []
         configs = get_config_list(config, n)
         run_ids = [c.get("run_id") or uuid7() for c in configs]
@@ -168,7 +168,7 @@ class ChatConveyor(BaseChatModel):
             c["run_id"] = run_id
         request_ids = [new_request_id() for _ in run_ids]
         self._planned.update(zip(run_ids, request_ids, strict=True))
-        self.backend.reserve(request_ids)
+        reserve(request_ids)
         return configs, run_ids
 
     def batch(self, inputs: list[LanguageModelInput],

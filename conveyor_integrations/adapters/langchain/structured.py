@@ -231,29 +231,15 @@ class _Stream:
 
 def backend_constraint(backend: Any, method: str, schema: Any, strict: bool | None
                        ) -> dict[str, Any]:
-    """The sampling parameters that make ``backend`` decode ``method``'s JSON ({} for a
-    backend that constrains nothing, and for ``function_calling``, forced by ``tool_choice``)."""
-    from ...backends.openai_compatible import OpenAICompatible
-    from ...backends.vllm_engine import VLLMEngine
-
-    if method == "function_calling":
+    """The sampling parameters that make ``backend`` decode ``method``'s JSON: what its
+    ``json_sampling(function, strict)`` gives (``VLLMEngine``, ``OpenAICompatible``); {} for a
+    backend that constrains nothing, and for ``function_calling``, forced by ``tool_choice``."""
+    json_sampling = getattr(backend, "json_sampling", None)
+    if method == "function_calling" or json_sampling is None:
         return {}
-    function = convert_to_openai_tool(schema, strict=strict)["function"] if schema else None
-    if isinstance(backend, VLLMEngine):
-        if function is None or method == "json_mode":
-            return {"structured_outputs": {"json_object": True}}
-        return {"structured_outputs": {"json": function["parameters"]}}
-    if isinstance(backend, OpenAICompatible):
-        if function is None or method == "json_mode":
-            return {"response_format": {"type": "json_object"}}
-        spec: dict[str, Any] = {"name": re.sub(r"[^a-zA-Z0-9_-]", "_", function["name"])[:64],
-                                "schema": function["parameters"]}
-        if function.get("description"):
-            spec["description"] = function["description"]
-        if strict is not None:
-            spec["strict"] = strict
-        return {"response_format": {"type": "json_schema", "json_schema": spec}}
-    return {}
+    function = (convert_to_openai_tool(schema, strict=strict)["function"]
+                if schema and method != "json_mode" else None)
+    return dict(json_sampling(function, strict))
 
 
 def structured_output(model: Any, schema: Mapping[str, Any] | type | None, *, method: str,
