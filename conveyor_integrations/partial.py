@@ -20,6 +20,11 @@ The decorated object is the same kind of object as the one given (a function sta
 LangChain and LlamaIndex tools are handled by their adapters) and carries its
 :class:`~conveyor_integrations.spec.ToolSpec`. Nothing is registered anywhere: a model starts a
 tool early only when the agent binds that very object to it.
+
+A decorated function called with the partial arguments of a call whose early execution stopped
+decoding (``EarlyAbort``, e.g. a field failed validation) returns the abort's reason instead of
+running its body on a truncated call: the adapters remember such calls by their partial
+arguments (:meth:`~conveyor_integrations.store.ResultStore.note_aborted`).
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ import inspect
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from .errors import EarlyAbort
 from .spec import PartialExecution, spec_for_callable
 from .strategies import Combine
 
@@ -105,14 +111,27 @@ def _wrap_function(fn: Callable[..., Any], sched: Scheduler | None,
 
         return default_scheduler()
 
+    var_kw = next((p.name for p in sig.parameters.values()
+                   if p.kind is inspect.Parameter.VAR_KEYWORD), None)
+
     def as_args(a: tuple[Any, ...], kw: dict[str, Any]) -> dict[str, Any]:
-        return dict(sig.bind(*a, **kw).arguments)
+        args = dict(sig.bind(*a, **kw).arguments)
+        if var_kw is not None:      # ``**fields``: the call's own keywords, as the model wrote
+            args.update(args.pop(var_kw, {}))
+        return args
 
     if inspect.iscoroutinefunction(fn):
 
         @functools.wraps(fn)
         async def async_wrapper(*a: Any, **kw: Any) -> Any:
-            found, value = await claimer().aclaim(name=name, args=as_args(a, kw), spec=spec)
+            sched, args = claimer(), as_args(a, kw)
+            call_id = sched.store.aborted_call(name, spec.tool_args(args))
+            try:
+                if call_id is not None and sched.aborted(call_id):
+                    await sched.aclaim(call_id, spec=spec)      # raises its EarlyAbort
+                found, value = await sched.aclaim(name=name, args=args, spec=spec)
+            except EarlyAbort as exc:
+                return exc.reason
             return value if found else await fn(*a, **kw)
 
         wrapper: Callable[..., Any] = async_wrapper
@@ -120,7 +139,14 @@ def _wrap_function(fn: Callable[..., Any], sched: Scheduler | None,
 
         @functools.wraps(fn)
         def sync_wrapper(*a: Any, **kw: Any) -> Any:
-            found, value = claimer().claim(name=name, args=as_args(a, kw), spec=spec)
+            sched, args = claimer(), as_args(a, kw)
+            call_id = sched.store.aborted_call(name, spec.tool_args(args))
+            try:
+                if call_id is not None and sched.aborted(call_id):
+                    sched.claim(call_id, spec=spec)
+                found, value = sched.claim(name=name, args=args, spec=spec)
+            except EarlyAbort as exc:
+                return exc.reason
             return value if found else fn(*a, **kw)
 
         wrapper = sync_wrapper

@@ -83,6 +83,7 @@ class RequestSession:
         self._context = run_under(policy)
         """Copied for each early run: its request's policy, nothing of the caller's context."""
         self._closed = False
+        self._noted_aborts: set[str] = set()
         self._hooks = Hooks(on_abort=self._on_abort, on_waiting=store.arm_expiry)
         self._driver: int | None = None
         self._driver_on_loop = False
@@ -224,6 +225,16 @@ class RequestSession:
         return {"request_id": self.request_id, "tool_format": tool_format,
                 "decode_s": round(end - self.started, 6), "calls": calls,
                 "saved_s": round(sum(c["saved_s"] or 0.0 for c in calls), 6), "abort": abort}
+
+    def note_aborted(self, call: CallDone) -> None:
+        """Remember the call that stopped decoding by its partial arguments (as its tool sees
+        them), so that a framework invoking the tool with them gets the ``EarlyAbort`` instead
+        of a run on a truncated call (it was never indexed by its arguments). Once per call."""
+        ex = self._execs.get(call.index)
+        if ex is None or ex.call_id != call.id or call.id in self._noted_aborts:
+            return
+        self._noted_aborts.add(call.id)
+        self.store.note_aborted(call.name, ex.spec.tool_args(call.args), call.id)
 
     def _on_abort(self, ex: EarlyRun, exc: EarlyAbort) -> None:
         if self.abort is None:

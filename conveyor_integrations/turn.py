@@ -184,6 +184,8 @@ class TurnCollector:
                     complete = done is not None
                     aborted_call = done or CallDone(idx, started.id, started.name,
                                                     dict(self._fields.get(idx, {})))
+            if aborted_call is not None:   # a claim by name and partial arguments finds it
+                s.note_aborted(aborted_call)
             self._calls = [c for c in self._calls if c.id != s.abort_call_id]
             self._malformed = [m for m in self._malformed if m.id != s.abort_call_id]
         return TurnResult(

@@ -3,7 +3,9 @@
 ``GET /search?q=<query>`` waits ``latency_s`` and answers 200 JSON
 ``{"results": [{"title", "url", "snippet"}, ...]}``: three fake results derived
 deterministically from the query (the same query always gets the same answer). Any other path
-is a 404. The latency stands for the network and the search engine behind it and is simulated
+is a 404, except ``GET /page?url=<url>``, which waits the same latency and answers
+``{"url", "title", "text"}``: a deterministic page of a few hundred characters for any URL (the
+server stands for the whole web, as a fetch tool sees it). The latency stands for the network and the search engine behind it and is simulated
 (a sleep on the request's own thread, so concurrent requests overlap as they would against a
 real API). It speaks the contract of :func:`conveyor_integrations.tools.search.search_tool`.
 Example::
@@ -25,7 +27,7 @@ from types import TracebackType
 from typing import Any, Self
 from urllib.parse import parse_qs, urlsplit
 
-__all__ = ["SearchServer", "fake_results"]
+__all__ = ["SearchServer", "fake_page", "fake_results"]
 
 _TOPICS = ("overview", "history", "statistics", "news", "guide", "reference", "forum", "study")
 
@@ -46,6 +48,29 @@ def fake_results(query: str, n: int = 3) -> list[dict[str, str]]:
             "snippet": f"Result {i + 1} for {query!r}: {topic} (ref {digest[12:20]}).",
         })
     return results
+
+
+_SENTENCES = (
+    "The figures were last revised in the spring, after the statistics office's annual review.",
+    "Earlier estimates differed by a few percent because the boundaries were drawn differently.",
+    "Analysts quoted here expect the trend of the past five years to continue.",
+    "A table at the end of the article lists the values by year and by district.",
+    "Readers pointed out that the previous edition used provisional numbers.",
+    "The methodology section explains how missing values were interpolated.",
+)
+
+
+def fake_page(url: str) -> dict[str, str]:
+    """The deterministic page the server answers for ``url``.
+
+        >>> fake_page("https://search.example/abc")["text"] == fake_page("https://search.example/abc")["text"]
+        True
+    """
+    digest = hashlib.sha256(url.encode()).hexdigest()
+    picks = [_SENTENCES[int(digest[i:i + 2], 16) % len(_SENTENCES)] for i in range(0, 8, 2)]
+    value = int(digest[8:14], 16) % 90000 + 10000
+    text = f"Key figure: {value:,} (ref {digest[14:22]}). " + " ".join(picks)
+    return {"url": url, "title": f"Page {digest[:8]}", "text": text}
 
 
 class _Server(ThreadingHTTPServer):
@@ -75,13 +100,16 @@ class _Handler(BaseHTTPRequestHandler):
         owner = self.server.owner
         owner._count()
         url = urlsplit(self.path)
-        if url.path != "/search":
+        if url.path not in ("/search", "/page"):
             self._send(404, b'{"error": "not found"}')
             return
-        query = parse_qs(url.query).get("q", [""])[0]
+        params = parse_qs(url.query)
         time.sleep(owner.latency_s)
-        body = json.dumps({"results": fake_results(query)}, ensure_ascii=False)
-        self._send(200, body.encode())
+        if url.path == "/page":
+            answer: Any = fake_page(params.get("url", [""])[0])
+        else:
+            answer = {"results": fake_results(params.get("q", [""])[0])}
+        self._send(200, json.dumps(answer, ensure_ascii=False).encode())
 
 
 class SearchServer:

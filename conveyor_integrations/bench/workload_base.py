@@ -1,6 +1,7 @@
 """What a benchmark workload is: transcripts, the same tools three ways, and its pieces.
 
-A :class:`Workload` gives, for each mode, the LangChain tools a LangGraph ``ToolNode`` runs:
+A :class:`Workload` gives its tools as :class:`ToolPart` s (a coroutine and its strategy), and
+for each mode the LangChain (or LlamaIndex) tools that a LangGraph ``ToolNode`` (or an agent) runs:
 
 - ``sequential``: plain tools, nothing starts before the message is decoded;
 - ``complete_call``: the tools decorated as for ``partial``, in a session with
@@ -28,7 +29,8 @@ from typing import Any
 
 from ..events import Event
 
-__all__ = ["Env", "Mark", "Piece", "Pieces", "StampingParser", "Trace", "Workload", "ideal_latency", "lc_tool", "marks_of"]
+__all__ = ["Env", "Mark", "Piece", "Pieces", "StampingParser", "ToolPart", "Trace", "Workload",
+           "ideal_latency", "marks_of"]
 
 Mark = tuple[float, Event]
 """``(perf_counter when the parser emitted it, event)``."""
@@ -148,18 +150,44 @@ def marks_of(marks: Iterable[Mark], kind: type, path: tuple[Any, ...] | None = N
             and (path is None or getattr(ev, "path", None) == path)]
 
 
-def lc_tool(fn: Callable[..., Awaitable[Any]], name: str, description: str,
-            args_schema: Any = None) -> Any:
-    """A LangChain ``StructuredTool`` over the coroutine ``fn``."""
-    from langchain_core.tools import StructuredTool
+@dataclass(frozen=True)
+class ToolPart:
+    """One tool of a workload, before it is made a framework's tool: its coroutine and the
+    ``partial_tool`` keywords it is decorated with (``decorated=False``: never decorated)."""
 
-    return StructuredTool.from_function(coroutine=fn, name=name, description=description,
-                                        args_schema=args_schema)
+    name: str
+    description: str
+    fn: Callable[..., Awaitable[Any]]
+    strategy: dict[str, Any] = field(default_factory=dict)
+    decorated: bool = True
+    args_schema: Any = None
+    """A JSON schema for a LangChain tool whose function takes ``**fields``."""
+
+    def tool(self, mode: str, sched: Any, framework: str = "langchain") -> Any:
+        """The tool as ``mode`` runs it (plain for ``sequential``; the decorated function
+        otherwise, whose claim the framework tool calls), as a LangChain ``StructuredTool``
+        or a LlamaIndex ``FunctionTool``."""
+        from ..partial import partial_tool
+
+        fn = self.fn
+        if mode != "sequential" and self.decorated:
+            fn.__name__ = self.name     # the decorated function's spec is named after it
+            fn = partial_tool(fn, scheduler=sched, **self.strategy)
+        if framework == "llamaindex":
+            from llama_index.core.tools import FunctionTool
+
+            return FunctionTool.from_defaults(async_fn=fn, name=self.name,
+                                              description=self.description)
+        from langchain_core.tools import StructuredTool
+
+        return StructuredTool.from_function(coroutine=fn, name=self.name,
+                                            description=self.description,
+                                            args_schema=self.args_schema)
 
 
 @dataclass
 class Workload(ABC):
-    """Transcripts and tools of one workload; subclasses give :meth:`tools` and :meth:`pieces`."""
+    """Transcripts and tools of one workload; subclasses give :meth:`parts` and :meth:`pieces`."""
 
     name: str
     title: str
@@ -169,18 +197,14 @@ class Workload(ABC):
     setup: dict[str, Any] = field(default_factory=dict)
 
     @abstractmethod
-    def tools(self, env: Env, mode: str, sched: Any, trace: Trace) -> list[Any]:
-        """The LangChain tools for ``mode``, registered with ``sched`` when decorated."""
+    def parts(self, env: Env, trace: Trace) -> list[ToolPart]:
+        """The workload's tools, recording their work into ``trace``."""
+
+    def tools(self, env: Env, mode: str, sched: Any, trace: Trace,
+              framework: str = "langchain") -> list[Any]:
+        """The framework's tools for ``mode``, claiming from ``sched`` when decorated."""
+        return [p.tool(mode, sched, framework) for p in self.parts(env, trace)]
 
     @abstractmethod
     def pieces(self, trace: Trace, marks: list[Mark]) -> Pieces:
         """The partial run's pieces (see :data:`Pieces`)."""
-
-    @staticmethod
-    def decorate(tool: Any, mode: str, sched: Any, **strategy: Any) -> Any:
-        """``tool`` as ``mode`` runs it: plain, on its complete call, or with ``strategy``."""
-        from ..partial import partial_tool
-
-        if mode == "sequential":
-            return tool
-        return partial_tool(tool, scheduler=sched, **strategy)   # complete_call: by the session

@@ -27,7 +27,7 @@ from ..tools.search import HttpOptions, http_get_text
 from ..tools.sql import SQLExecution, SQLStatementSplitter, run_sql_script
 from ..tools.validate import ValidateExecution, validation_errors
 from . import transcripts as tx
-from .workload_base import Env, Mark, Piece, Pieces, Trace, Workload, lc_tool, marks_of
+from .workload_base import Env, Mark, Piece, Pieces, ToolPart, Trace, Workload, marks_of
 
 __all__ = ["WORKLOADS", "Customer"]
 
@@ -44,14 +44,14 @@ def _first_line(src: str) -> str:
 
 
 class CodeGen(Workload):
-    def tools(self, env: Env, mode: str, sched: Any, trace: Trace) -> list[Any]:
+    def parts(self, env: Env, trace: Trace) -> list[ToolPart]:
         async def run_python(code: str) -> str:
             return await arun_python_code(code, limits=LIMITS)
 
         fn = trace.traced(lambda code: "run_python (whole program)", run_python)
-        tool = lc_tool(fn, "run_python", "Run Python code; return what it printed.")
-        return [self.decorate(tool, mode, sched, stream="code", unit="statement",
-                              execution=trace.made(lambda: PythonExecution(limits=LIMITS)))]
+        return [ToolPart("run_python", "Run Python code; return what it printed.", fn, {
+            "stream": "code", "unit": "statement",
+            "execution": trace.made(lambda: PythonExecution(limits=LIMITS))})]
 
     def pieces(self, trace: Trace, marks: list[Mark]) -> Pieces:
         ex: PythonExecution = trace.executions[-1]
@@ -62,7 +62,7 @@ class CodeGen(Workload):
 
 
 class Search(Workload):
-    def tools(self, env: Env, mode: str, sched: Any, trace: Trace) -> list[Any]:
+    def parts(self, env: Env, trace: Trace) -> list[ToolPart]:
         async def one(query: str) -> str:
             return f"## {query}\n" + await http_get_text(env.search_url, {"q": query}, _HTTP)
 
@@ -74,9 +74,10 @@ class Search(Workload):
         async def write_outline(title: str, sections: list[str]) -> str:
             return title + "\n" + "\n".join(f"{i}. {s}" for i, s in enumerate(sections, 1))
 
-        search = lc_tool(web_search, "web_search", "Search the web for each query.")
-        outline = lc_tool(write_outline, "write_outline", "Save the outline of a report.")
-        return [self.decorate(search, mode, sched, items="queries", combine="\n".join), outline]
+        return [ToolPart("web_search", "Search the web for each query.", web_search,
+                         {"items": "queries", "combine": "\n".join}),
+                ToolPart("write_outline", "Save the outline of a report.", write_outline,
+                         decorated=False)]
 
     def pieces(self, trace: Trace, marks: list[Mark]) -> Pieces:
         spans = {label: (s, e) for label, s, e in trace.spans}
@@ -86,7 +87,7 @@ class Search(Workload):
 
 
 class Planning(Workload):
-    def tools(self, env: Env, mode: str, sched: Any, trace: Trace) -> list[Any]:
+    def parts(self, env: Env, trace: Trace) -> list[ToolPart]:
         async def lookup(query: str) -> float:
             """A number about ``query``, from the first search result."""
             text = await http_get_text(env.search_url, {"q": query}, _HTTP)
@@ -103,9 +104,9 @@ class Planning(Workload):
         async def run_plan(plan: str) -> str:
             return await arun_plan_text(steps, plan)
 
-        tool = lc_tool(run_plan, "run_plan", "Run a numbered plan of tool calls.")
-        return [self.decorate(tool, mode, sched, stream="plan", unit="line",
-                              execution=trace.made(lambda: PlanExecution(steps)))]
+        return [ToolPart("run_plan", "Run a numbered plan of tool calls.", run_plan, {
+            "stream": "plan", "unit": "line",
+            "execution": trace.made(lambda: PlanExecution(steps))})]
 
     def pieces(self, trace: Trace, marks: list[Mark]) -> Pieces:
         ex: PlanExecution = trace.executions[-1]
@@ -160,7 +161,7 @@ class _TimedValidate(ValidateExecution):
 
 
 class Validation(Workload):
-    def tools(self, env: Env, mode: str, sched: Any, trace: Trace) -> list[Any]:
+    def parts(self, env: Env, trace: Trace) -> list[ToolPart]:
         async def register(args: dict[str, Any]) -> str:
             return f"registered {args.get('name')}"
 
@@ -171,10 +172,9 @@ class Validation(Workload):
             return await register(fields)
 
         fn = trace.traced(lambda **_: "validate the whole record", register_customer)
-        tool = lc_tool(fn, "register_customer", "Register a new customer account.",
-                       args_schema=Customer.model_json_schema())
-        return [self.decorate(tool, mode, sched, execution=trace.made(
-            lambda: _TimedValidate(trace, run=register, model=Customer)))]
+        return [ToolPart("register_customer", "Register a new customer account.", fn, {
+            "execution": trace.made(lambda: _TimedValidate(trace, run=register, model=Customer))},
+            args_schema=Customer.model_json_schema())]
 
     def pieces(self, trace: Trace, marks: list[Mark]) -> Pieces:
         ex: _TimedValidate = trace.executions[-1]
@@ -186,14 +186,14 @@ class Validation(Workload):
 
 
 class SQL(Workload):
-    def tools(self, env: Env, mode: str, sched: Any, trace: Trace) -> list[Any]:
+    def parts(self, env: Env, trace: Trace) -> list[ToolPart]:
         async def run_sql(query: str) -> str:
             return await asyncio.to_thread(run_sql_script, env.db_path, query)
 
         fn = trace.traced(lambda query: "run_sql (whole script)", run_sql)
-        tool = lc_tool(fn, "run_sql", "Run SQLite statements on the shop database.")
-        return [self.decorate(tool, mode, sched, stream="query", unit="line",
-                              execution=trace.made(lambda: SQLExecution(env.db_path)))]
+        return [ToolPart("run_sql", "Run SQLite statements on the shop database.", fn, {
+            "stream": "query", "unit": "line",
+            "execution": trace.made(lambda: SQLExecution(env.db_path))})]
 
     def pieces(self, trace: Trace, marks: list[Mark]) -> Pieces:
         ex: SQLExecution = trace.executions[-1]
@@ -206,13 +206,13 @@ class SQL(Workload):
 
 
 class Calculator(Workload):
-    def tools(self, env: Env, mode: str, sched: Any, trace: Trace) -> list[Any]:
+    def parts(self, env: Env, trace: Trace) -> list[ToolPart]:
         async def calculate(expression: str) -> str:
             return repr(evaluate(expression))
 
         fn = trace.traced(lambda expression: expression, calculate)
-        tool = lc_tool(fn, "calculate", "Evaluate an arithmetic expression.")
-        return [self.decorate(tool, mode, sched, start_on=["expression"])]
+        return [ToolPart("calculate", "Evaluate an arithmetic expression.", fn,
+                         {"start_on": ["expression"]})]
 
     def pieces(self, trace: Trace, marks: list[Mark]) -> Pieces:
         spans = {label: (s, e) for label, s, e in trace.spans}

@@ -13,6 +13,7 @@ import json
 from typing import Any
 
 import pytest
+from pydantic import BaseModel, Field
 
 pytest.importorskip("langchain")
 pytest.importorskip("llama_index.core")
@@ -27,6 +28,7 @@ from conveyor_integrations import Scheduler, partial_tool
 from conveyor_integrations.adapters.langchain import ChatConveyor
 from conveyor_integrations.adapters.llamaindex import ConveyorLLM
 from conveyor_integrations.backends import Replay
+from conveyor_integrations.tools.validate import ValidateExecution
 
 ANSWER = "Done."
 
@@ -241,3 +243,54 @@ async def test_async_tool_runs_early_on_the_callers_loop(explicit: bool,
     assert [m.content for m in tool_messages(msgs)] == ["result for paris"]
     assert msgs[1].response_metadata["conveyor"]["calls"][0]["early"] is True
     assert sched.pending() == 0
+
+
+# -- a decorated function made a framework tool, its call stopped by an early abort ----------
+
+class _Signup(BaseModel):
+    name: str
+    email: str = Field(pattern=r"^[^@\s]+@[^@\s]+$")
+    plan: str = "starter"
+
+
+def _signup(log: list[dict[str, Any]], sched: Scheduler) -> Any:
+    async def save(args: dict[str, Any]) -> str:
+        return f"saved {args['name']}"
+
+    async def signup(name: str, email: str, plan: str = "starter") -> str:
+        """Create an account."""
+        log.append({"name": name, "email": email, "plan": plan})
+        return f"saved {name}"
+
+    return partial_tool(signup, scheduler=sched,
+                        execution=lambda: ValidateExecution(run=save, model=_Signup))
+
+
+_BAD_EMAIL = call_text("signup", {"name": "Ann", "email": "not-an-email", "plan": "team"})
+
+
+@pytest.mark.parametrize("framework", ["langchain", "llamaindex"])
+async def test_aborted_call_of_a_decorated_function_never_runs_its_body(
+        framework: str, sched: Scheduler) -> None:
+    """The email fails validation while it is decoded: decoding stops, the framework invokes
+    the function with the partial arguments (``plan`` filled by its default), and the body never
+    runs on them; the agent gets the validation error as the tool's result."""
+    log: list[dict[str, Any]] = []
+    fn = _signup(log, sched)
+    backend = Replay([_BAD_EMAIL, ANSWER], tokens_per_s=2000)
+    if framework == "langchain":
+        from langchain_core.tools import StructuredTool
+
+        agent = create_agent(ChatConveyor(backend=backend, scheduler=sched),
+                             tools=[StructuredTool.from_function(coroutine=fn)])
+        msgs = (await agent.ainvoke({"messages": [HumanMessage("sign Ann up")]}))["messages"]
+        results = [str(m.content) for m in tool_messages(msgs)]
+    else:
+        li_agent = FunctionAgent(tools=[FunctionTool.from_defaults(async_fn=fn)],
+                                 llm=ConveyorLLM(backend=backend, scheduler=sched))
+        handler = li_agent.run("sign Ann up")
+        results = [str(ev.tool_output.content) async for ev in handler.stream_events()
+                   if isinstance(ev, ToolCallResult)]
+        await handler
+    assert log == []                                   # never run on the truncated call
+    assert len(results) == 1 and "email" in results[0], results   # the validation error

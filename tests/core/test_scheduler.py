@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from typing import Any
 
 import pytest
 
@@ -349,3 +350,19 @@ def test_decorated_function_claims_by_arguments(sched: Scheduler) -> None:
     s.handle([CallStarted(0, "c1", "f"), FieldDone(0, ("x",), 3), CallDone(0, "c1", "f", {"x": 3})])
     assert f(3) == 30 and f(3) == 30
     assert calls == [3, 3]    # once early (claimed by the first call), once normally
+
+
+def test_function_taking_keyword_fields_claims_its_early_run(sched: Scheduler) -> None:
+    """``def f(**fields)``: the claim compares the call's own keywords, so the body runs once."""
+    calls: list[dict[str, Any]] = []
+
+    @partial_tool(start_on=["city"])
+    def f(**fields: Any) -> str:
+        calls.append(fields)
+        return f"weather in {fields['city']}"
+
+    s = sched.session(tools=[f])
+    s.handle([CallStarted(0, "c1", "f"), FieldDone(0, ("city",), "Lyon"),
+              CallDone(0, "c1", "f", {"city": "Lyon"})])
+    assert f(city="Lyon") == "weather in Lyon"
+    assert calls == [{"city": "Lyon"}]       # the early run only: the call claimed it

@@ -56,7 +56,7 @@ from ...scheduler import Scheduler
 from ...turn import TurnResult
 from ..common import ModelTurn, drive_async, drive_sync, resolve_scheduler
 from .convert import ConveyorTurnEndEvent, ResponseBuilder, to_openai_messages, tool_selections
-from .tools import note_aborted_call, release_calls
+from .tools import release_calls
 
 __all__ = ["ConveyorLLM"]
 
@@ -189,8 +189,6 @@ class ConveyorLLM(FunctionCallingLLM):
                 yield events, None
         result = turn.result
         assert result is not None
-        if result.aborted_call is not None:
-            note_aborted_call(self.sched, result.aborted_call)
         last: _Item = ([], result)
         turn.final = last
         yield last

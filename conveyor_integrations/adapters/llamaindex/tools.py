@@ -29,22 +29,14 @@ from typing import Any
 from llama_index.core.tools import FunctionTool, ToolOutput
 
 from ...errors import AlreadyClaimed, EarlyAbort, ResultDropped
-from ...events import CallDone
 from ...scheduler import Scheduler
 from ...spec import ToolSpec, spec_for_callable
 from ..common import keyword_view, resolve_scheduler, schema_fields
 
-__all__ = ["ConveyorFunctionTool", "note_aborted_call", "release_calls", "wrap_llamaindex_tool"]
+__all__ = ["ConveyorFunctionTool", "release_calls", "wrap_llamaindex_tool"]
 
 # the arguments the framework passed to the invocation in progress (None: do not claim)
 _CURRENT: ContextVar[dict[str, Any] | None] = ContextVar("conveyor_li_call", default=None)
-
-
-def note_aborted_call(sched: Scheduler, call: CallDone) -> None:
-    """Remember that ``call`` (with its partial arguments) was stopped by an early abort, so that
-    a claim by name and those arguments reaches its ``EarlyAbort`` (it was never indexed by its
-    arguments, which were incomplete). ``ConveyorLLM`` calls this at the end of such a turn."""
-    sched.store.note_aborted(call.name, call.args, call.id)
 
 
 def release_calls(sched: Scheduler, call_ids: Iterable[str]) -> None:
@@ -55,7 +47,7 @@ def release_calls(sched: Scheduler, call_ids: Iterable[str]) -> None:
 
 
 def _claim(sched: Scheduler, spec: ToolSpec, args: dict[str, Any]) -> tuple[bool, Any]:
-    call_id = sched.store.aborted_call(spec.name, args)
+    call_id = sched.store.aborted_call(spec.name, spec.tool_args(args))
     try:
         if call_id is not None and sched.aborted(call_id):
             found, value = sched.claim(call_id, spec=spec)  # raises the EarlyAbort
@@ -67,7 +59,7 @@ def _claim(sched: Scheduler, spec: ToolSpec, args: dict[str, Any]) -> tuple[bool
 
 
 async def _aclaim(sched: Scheduler, spec: ToolSpec, args: dict[str, Any]) -> tuple[bool, Any]:
-    call_id = sched.store.aborted_call(spec.name, args)
+    call_id = sched.store.aborted_call(spec.name, spec.tool_args(args))
     try:
         if call_id is not None and sched.aborted(call_id):
             found, value = await sched.aclaim(call_id, spec=spec)
