@@ -11,6 +11,17 @@ itself: force the turns that must call one (``bind_tools(tools, tool_choice="nam
 first turn of a ``create_agent`` agent, the middleware in :mod:`conveyor_integrations.serve`).
 When the model's template shows tools neither way, the first request with tools warns once.
 
+Multi-turn prompts reuse vLLM's prefix cache up to the end of the previous turn: the engine
+remembers what it decoded for each finished turn (text and token ids, :class:`~.vllm_prompt.
+TurnMemo`), and an assistant message that still says exactly that (same text, same calls and
+arguments) comes back as the model's own text and tokens instead of a re-rendering of its
+fields, so turn k+1's prompt starts with turn k's prompt + its generated tokens, and vLLM finds
+all their whole blocks cached (128 tokens a block on CPU). Measured with SmolLM2 over 3 forced
+turns: turn 2 found 256 of 470 prompt tokens cached (rebuilt history: 128 of 409), turn 3 512 of
+893 (384 of 769); the prompts are longer because a forced turn's own tokens are more than its
+text re-encoded. An edited message is rendered from its fields.
+:meth:`VLLMEngine.reset_prefix_cache` empties the cache, e.g. to time a turn without it.
+
 A plain script needs no ``if __name__ == "__main__":`` guard and no ``close()``: the engine core
 process is spawned without re-running the script (:mod:`~.vllm_exit`), and an engine still open
 at interpreter exit closes itself. Example::
@@ -41,6 +52,8 @@ from typing import Any, Self
 from .base import BackendError, ChatRequest, Delta
 from .vllm_exit import close_at_exit, spawn_without_main
 from .vllm_prompt import (
+    RawText,
+    TurnMemo,
     forced_tool_call_tag,
     hermes_messages,
     native_messages,
@@ -92,6 +105,8 @@ class VLLMEngine:
         self._warned_tools = False
         self._cancel_exit: Callable[[], None] | None = None
         self._stats = {"generation_tokens": 0, "running_requests": 0, "waiting_requests": 0}
+        self._turns = TurnMemo()
+        """The finished turns' own text and token ids (used on the engine loop only)."""
 
     async def start(self) -> None:
         """Build the engine once (SmolLM2 on 2 cores: see the class); the first ``stream``
@@ -230,16 +245,48 @@ class VLLMEngine:
                         tb: TracebackType | None) -> None:
         await self.aclose()
 
+    async def reset_prefix_cache(self) -> None:
+        """Empty vLLM's prefix cache: the next requests compute their whole prompt.
+
+        For a benchmark that times a turn with and without the earlier turns cached in the same
+        engine (the turns' own text and tokens stay remembered, so the prompt is the same
+        either way). Starts the engine if needed; raises ``BackendError`` when vLLM refuses
+        (requests still running hold cached blocks)."""
+        await self.start()
+        engine, loop = self._engine, self._loop
+        if engine is None or loop is None:
+            raise BackendError("VLLMEngine is closed")
+        done = asyncio.run_coroutine_threadsafe(engine.reset_prefix_cache(), loop)
+        if await asyncio.wrap_future(done) is False:
+            raise BackendError("vLLM did not reset its prefix cache: requests are running")
+
     def _prompt_ids(self, request: ChatRequest) -> list[int]:
+        """The request's prompt, with the earlier turns this engine decoded as it decoded them
+        (:meth:`~.vllm_prompt.TurnMemo.prompt_ids`). On the engine loop."""
         tok = self._engine.get_tokenizer()
         tools = [dict(t) for t in request.tools] if request.tool_choice != "none" else []
-        if self._tool_rendering == "native":
-            text = tok.apply_chat_template(native_messages(request.messages), tools=tools or None,
-                                           add_generation_prompt=True, tokenize=False)
-        else:
-            text = tok.apply_chat_template(hermes_messages(request.messages, tools),
-                                           add_generation_prompt=True, tokenize=False)
-        return list(tok.encode(text, add_special_tokens=False))
+
+        def render(raw_text: RawText) -> str:
+            if self._tool_rendering == "native":
+                return str(tok.apply_chat_template(
+                    native_messages(request.messages, raw_text), tools=tools or None,
+                    add_generation_prompt=True, tokenize=False))
+            return str(tok.apply_chat_template(hermes_messages(request.messages, tools, raw_text),
+                                               add_generation_prompt=True, tokenize=False))
+
+        return self._turns.prompt_ids(
+            request.messages, render, lambda text: list(tok.encode(text, add_special_tokens=False)))
+
+    def _remember(self, text: str, ids: list[int]) -> None:
+        """Keep a finished turn's text, and its ids without the end-of-turn tokens when they
+        spell exactly that text (not so after a stop string, or with special tokens inside)."""
+        with contextlib.suppress(Exception):  # best effort: a prompt is rebuilt without it
+            tok = self._engine.get_tokenizer()
+            special = set(getattr(tok, "all_special_ids", ()) or ())
+            while ids and ids[-1] in special:
+                ids = ids[:-1]
+            spelled = tok.decode(ids, skip_special_tokens=False) == text
+            self._turns.add(text, ids if spelled else None)
 
     async def _produce(self, request: ChatRequest, emit: Callable[[str, Any], None]) -> None:
         """On the engine loop: emits ("delta", str)..., then ("final", dict) or ("error", exc)."""
@@ -249,15 +296,20 @@ class VLLMEngine:
             prompt: Any = {"prompt_token_ids": ids}
             with contextlib.suppress(AttributeError):  # 0.32 deprecates unrendered prompts
                 (prompt,) = self._engine.renderer.render_cmpl([prompt])
-            completion, cached, finish = 0, 0, None
+            cached, finish = 0, None
+            texts: list[str] = []
+            out_ids: list[int] = []
             async for out in self._engine.generate(prompt, params, request.request_id):
                 o = out.outputs[0]
-                completion += len(o.token_ids)
+                out_ids.extend(o.token_ids)
                 cached = out.num_cached_tokens or cached
                 if o.text:
+                    texts.append(o.text)
                     emit("delta", o.text)
                 finish = o.finish_reason or finish
-            usage = {"prompt_tokens": len(ids), "completion_tokens": completion,
+            if finish in ("stop", "length"):  # before the final delta: the turn's message
+                self._remember("".join(texts), out_ids)  # may come back at once
+            usage = {"prompt_tokens": len(ids), "completion_tokens": len(out_ids),
                      "prompt_tokens_details": {"cached_tokens": cached}}
             emit("final", {"finish_reason": finish or "stop", "usage": usage})
         except Exception as e:  # noqa: BLE001 - handed to the consumer as a BackendError
