@@ -5,6 +5,8 @@
     conveyor bench                                  # replay at 20, 50, 100, 200 tokens/s
     conveyor bench --backend vllm --runs 5          # the real engine, forced transcripts
     conveyor bench --workloads codegen,search --rates 50 --runs 3 --no-scale
+    conveyor bench --tasks                          # whole agent tasks (see task_bench.py)
+    conveyor bench --transcripts msgs.jsonl --tools myagent.tools:TOOLS --rates 50 --runs 3
 
 For each rate and workload, ``--runs`` runs take the workload's transcripts in turn; each run
 decodes the transcript once per mode (sequential, complete-call, partial, in that order) and
@@ -45,7 +47,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--backend", choices=("replay", "vllm"), default="replay")
     p.add_argument("--model", default=None, help="vLLM model path (default: bundled SmolLM2)")
     p.add_argument("--workloads", default=",".join(WORKLOADS), help="comma-separated")
-    p.add_argument("--rates", default="20,50,100,200", help="replay tokens/s, comma-separated")
+    p.add_argument("--rates", default=None,
+                   help="replay tokens/s, comma-separated (default 20,50,100,200; --tasks: 50,100)")
     p.add_argument("--runs", type=int, default=5, help="runs per workload and rate (>= 1)")
     p.add_argument("--search-latency", type=float, default=1.5,
                    help="seconds the local search server waits per request (the network)")
@@ -53,7 +56,34 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-overhead", action="store_true", help="skip the per-token CPU cost")
     p.add_argument("--no-scale", action="store_true", help="skip the concurrency scale test")
     p.add_argument("--scale", default="1,16,64,256", help="concurrent streams, comma-separated")
+    p.add_argument("--tasks", action="store_true",
+                   help="whole agent tasks, from the user's message to the answer")
+    p.add_argument("--families", default="research,analysis,sql,planner",
+                   help="--tasks: task families, comma-separated")
+    p.add_argument("--frameworks", default="langchain,llamaindex",
+                   help="--tasks: agent frameworks, comma-separated")
+    p.add_argument("--transcripts", metavar="FILE", default=None,
+                   help="your recorded assistant messages (JSON lines), run instead of the "
+                        "workloads (see user_transcripts.py)")
+    p.add_argument("--tools", metavar="MODULE:ATTR", default=None,
+                   help="--transcripts: your tools, a list importable as MODULE:ATTR")
     args = p.parse_args(argv)
+    if (args.transcripts is None) != (args.tools is None):
+        p.error("--transcripts FILE and --tools MODULE:ATTR go together")
+    if args.transcripts is not None and (args.backend != "replay" or args.tasks):
+        p.error("--transcripts replays your messages at --rates: not with --backend vllm or "
+                "--tasks")
+    if args.rates is None:
+        args.rates = "50,100" if args.tasks else "20,50,100,200"
+    if args.tasks:
+        from .tasks import FAMILIES
+
+        bad = set(args.families.split(",")) - set(FAMILIES)
+        if bad:
+            p.error(f"unknown families {sorted(bad)}; known: {', '.join(FAMILIES)}")
+        bad = set(args.frameworks.split(",")) - {"langchain", "llamaindex"}
+        if bad:
+            p.error(f"unknown frameworks {sorted(bad)}; known: langchain, llamaindex")
     unknown = set(args.workloads.split(",")) - set(WORKLOADS)
     if unknown:
         p.error(f"unknown workloads {sorted(unknown)}; known: {', '.join(WORKLOADS)}")
@@ -212,6 +242,14 @@ def main(argv: list[str] | None = None) -> int:
     console = Console(width=None if sys.stdout.isatty() else 180)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    if args.tasks:
+        from .task_bench import main_tasks
+
+        return main_tasks(args, console, out)
+    if args.transcripts is not None:
+        from .user_cli import main_transcripts
+
+        return main_transcripts(args, console, out, machine=_machine(), plots=_plots)
     overhead = None
     if not args.no_overhead:      # first, in a small heap: the library's cost, not the GC's
         from .overhead import measure_overhead

@@ -58,7 +58,9 @@ class CodeGen(Workload):
         chunks = marks_of(marks, TextChunk, ("code",))
         pieces = [Piece(_first_line(st.source), t, st.started, st.ended, _chain(i))
                   for i, (st, (t, _)) in enumerate(zip(ex.statements, chunks))]
-        return pieces, None, len(ex.statements) == len(chunks) and not trace.spans
+        stopped = bool(ex.statements) and ex.statements[-1].status != "ok"  # the rest never run
+        ran_all = len(ex.statements) == len(chunks) or (stopped and len(pieces) < len(chunks))
+        return pieces, None, ran_all and not trace.spans
 
 
 class Search(Workload):

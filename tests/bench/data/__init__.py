@@ -1,0 +1,1 @@
+"""Fixtures of the benchmark tests: tool modules that ``--tools MODULE:ATTR`` names."""
