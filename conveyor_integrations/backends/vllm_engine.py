@@ -12,7 +12,7 @@ first turn of a ``create_agent`` agent, the middleware in :mod:`conveyor_integra
 When the model's template shows tools neither way, the first request with tools warns once.
 
 Multi-turn prompts reuse vLLM's prefix cache up to the end of the previous turn: the engine
-remembers what it decoded for each finished turn (text and token ids, :class:`~.vllm_prompt.
+remembers what it decoded for each finished turn (text and token ids, :class:`~.vllm_turns.
 TurnMemo`), and an assistant message that still says exactly that (same text, same calls and
 arguments) comes back as the model's own text and tokens instead of a re-rendering of its
 fields, so turn k+1's prompt starts with turn k's prompt + its generated tokens, and vLLM finds
@@ -53,7 +53,6 @@ from .base import BackendError, ChatRequest, Delta
 from .vllm_exit import close_at_exit, spawn_without_main
 from .vllm_prompt import (
     RawText,
-    TurnMemo,
     forced_tool_call_tag,
     hermes_messages,
     native_messages,
@@ -61,6 +60,7 @@ from .vllm_prompt import (
     tool_rendering,
     tools_prompt,
 )
+from .vllm_turns import TurnMemo
 
 __all__ = ["DEFAULT_CPU_KV_CACHE_BYTES", "VLLMEngine", "forced_tool_call_tag", "tools_prompt"]
 
@@ -262,7 +262,7 @@ class VLLMEngine:
 
     def _prompt_ids(self, request: ChatRequest) -> list[int]:
         """The request's prompt, with the earlier turns this engine decoded as it decoded them
-        (:meth:`~.vllm_prompt.TurnMemo.prompt_ids`). On the engine loop."""
+        (:meth:`~.vllm_turns.TurnMemo.prompt_ids`). On the engine loop."""
         tok = self._engine.get_tokenizer()
         tools = [dict(t) for t in request.tools] if request.tool_choice != "none" else []
 

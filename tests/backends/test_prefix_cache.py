@@ -20,13 +20,8 @@ from conveyor_integrations.backends import Replay
 from conveyor_integrations.backends import bundled_model as bm
 from conveyor_integrations.backends.base import ChatRequest
 from conveyor_integrations.backends.vllm_engine import VLLMEngine
-from conveyor_integrations.backends.vllm_prompt import (
-    RawText,
-    TurnMemo,
-    hermes_messages,
-    message_key,
-    raw_key,
-)
+from conveyor_integrations.backends.vllm_prompt import RawText, hermes_messages
+from conveyor_integrations.backends.vllm_turns import TurnMemo, message_key, raw_key
 from tests.backends.test_vllm_prompt import SMOLLM2_TEMPLATE, _render
 
 TOOLS = [{"type": "function", "function": {
