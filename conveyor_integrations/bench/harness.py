@@ -27,11 +27,12 @@ from ..events import CallDone, FieldDone, ItemDone, TextChunk
 from ..parsing import get_parser
 from ..policy import BoundTools
 from ..scheduler import Scheduler
-from ..turn import TurnCollector, stream_turn
+from ..session import RequestSession
+from ..turn import TurnCollector, TurnResult, stream_turn
 from .records import RunRecord, Span
 from .workload_base import Env, Mark, StampingParser, Trace, Workload, ideal_latency
 
-__all__ = ["ModeBench", "tool_graph"]
+__all__ = ["ModeBench", "decode_message", "tool_graph"]
 
 _MARKED = (FieldDone, TextChunk, ItemDone, CallDone)
 
@@ -64,9 +65,6 @@ class ModeBench:
                   backend_name: str = "replay", sampling: dict[str, Any] | None = None,
                   run: int = 0) -> RunRecord:
         """Decode transcript ``name`` from ``backend``, run the tools, time it all."""
-        from langchain_core.messages import AIMessage
-        from langchain_core.messages.tool import tool_call
-
         self.trace.reset()
         marks: list[Mark] = []
         parser = StampingParser(
@@ -77,18 +75,8 @@ class ModeBench:
                               sampling=dict(sampling or {}))
         t0 = time.perf_counter()
         session = self.sched.session(tools=self.bound, complete_call=self.mode == "complete_call")
-        collector = TurnCollector(session)
-        async for delta, events in stream_turn(backend, request, parser=parser,
-                                               session=session):
-            collector.add(delta, events)
-        decode_end = time.perf_counter()
-        result = collector.result()
-        calls = [tool_call(name=c.name, args=c.args, id=c.id) for c in result.calls]
-        if result.aborted_call is not None:
-            a = result.aborted_call
-            calls.append(tool_call(name=a.name, args=a.args, id=a.id))
-        out = await self.graph.ainvoke({"messages": [AIMessage(content=result.text,
-                                                               tool_calls=calls)]})
+        message, result, decode_end = await decode_message(backend, request, parser, session)
+        out = await self.graph.ainvoke({"messages": [message]})
         end = time.perf_counter()
         replies = [str(m.content) for m in out["messages"][1:]]
         record = RunRecord(self.workload.name, name, self.mode, rate, backend_name,
@@ -116,6 +104,26 @@ class ModeBench:
             self.sched.submit(aclose_shared_client()).result(timeout=10)
         finally:
             self.sched.close()
+
+
+async def decode_message(backend: Backend, request: ChatRequest, parser: Any,
+                         session: RequestSession) -> tuple[Any, TurnResult, float]:
+    """Decode one message through ``parser`` into ``session``: the ``AIMessage`` a framework
+    gets (with the call that stopped decoding, as ``ChatConveyor`` gives it), the turn's result
+    and when decoding ended."""
+    from langchain_core.messages import AIMessage
+    from langchain_core.messages.tool import tool_call
+
+    collector = TurnCollector(session)
+    async for delta, events in stream_turn(backend, request, parser=parser, session=session):
+        collector.add(delta, events)
+    decode_end = time.perf_counter()
+    result = collector.result()
+    calls = [tool_call(name=c.name, args=c.args, id=c.id) for c in result.calls]
+    if result.aborted_call is not None:
+        a = result.aborted_call
+        calls.append(tool_call(name=a.name, args=a.args, id=a.id))
+    return AIMessage(content=result.text, tool_calls=calls), result, decode_end
 
 
 def _schema(tool: Any) -> dict[str, Any]:

@@ -36,8 +36,7 @@ from ..scheduler import Scheduler
 from ..spec import spec_of
 from ..strategies import EachItem, StartOn, StreamPieces
 from ..timings import CallTiming
-from ..turn import TurnCollector, stream_turn
-from .harness import tool_graph
+from .harness import decode_message, tool_graph
 from .records import RunRecord, Span
 from .workload_base import Mark, Piece, StampingParser, ideal_latency
 
@@ -243,9 +242,6 @@ class ToolModes:
     async def run(self, name: str, transcript: Transcript, tool_format: str,
                   names: tuple[str, ...], mode: str, *, rate: float, run: int) -> Observed:
         """Replay ``transcript`` at ``rate`` tokens/s, run its calls in ``mode``, time it."""
-        from langchain_core.messages import AIMessage
-        from langchain_core.messages.tool import tool_call
-
         marks: list[Mark] = []
         streams = self.policy("partial", names).streams()   # every mode parses alike
         parser = StampingParser(
@@ -258,17 +254,7 @@ class ToolModes:
         t0 = time.perf_counter()
         session = self.sched.session(policy=self.policy(mode, names))
         try:
-            collector = TurnCollector(session)
-            async for delta, events in stream_turn(backend, request, parser=parser,
-                                                   session=session):
-                collector.add(delta, events)
-            decode_end = time.perf_counter()
-            result = collector.result()
-            calls = [tool_call(name=c.name, args=c.args, id=c.id) for c in result.calls]
-            if result.aborted_call is not None:
-                a = result.aborted_call
-                calls.append(tool_call(name=a.name, args=a.args, id=a.id))
-            message = AIMessage(content=result.text, tool_calls=calls)
+            message, result, decode_end = await decode_message(backend, request, parser, session)
             out = await self._graph(mode, names).ainvoke({"messages": [message]},
                                                          config={"callbacks": [_clock(clock)]})
             end = time.perf_counter()
