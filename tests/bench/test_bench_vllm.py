@@ -42,3 +42,35 @@ async def test_every_mode_on_the_forced_engine(vllm_engine: Any, tmp_path: Path)
     assert valid["partial"].aborted and not valid["sequential"].aborted
     assert valid["partial"].tokens < valid["sequential"].tokens
     assert "email" in valid["partial"].result and "email" in valid["sequential"].result
+
+
+async def test_a_whole_task_on_the_forced_engine_reuses_the_prefix_cache(
+        vllm_engine: Any, tmp_path: Path) -> None:
+    """A two-turn planner task through create_agent on the engine, forced turn by turn: the
+    answer is the recorded one, the plan's steps ran once each, some started while the plan was
+    decoded, and the second request found the first turn's prompt in vLLM's prefix cache
+    (none of it once the cache is emptied before each turn)."""
+    from conveyor_integrations.bench.task_bench import _one
+    from conveyor_integrations.bench.task_model import Family, Task
+    from conveyor_integrations.bench.task_runner import TaskBench
+    from conveyor_integrations.bench.transcripts import hermes
+
+    plan = ('1. calculate("6 * 7")\n2. lookup("population of Lyon")\n'
+            '3. calculate("$1 + 1")\njoin()\n')
+    task = Task("planner", "tiny", "What is 6 * 7 + 1, and how many people live in Lyon?",
+                (hermes("Plan:", ("run_plan", {"plan": plan})), "43, and about 520,000."))
+    family = Family("planner", "Planner", ("run_plan",), (task,))
+    with SearchServer(latency_s=0.01) as server:
+        env = Env(server.url, tmp_path / "unused.db", tmp_path)
+        bench = TaskBench(family, env, "partial")
+        try:
+            cached = await _one(bench, task, vllm_engine, None, 0, "vllm")
+            cold = await _one(bench, task, vllm_engine, None, 1, "vllm", reset_cache=True)
+        finally:
+            bench.close()
+    for rec in (cached, cold):
+        assert rec.answer.strip() == task.turns[-1] and rec.once_each()
+        assert rec.turns[0].work_done == {"step": 3} and rec.ideal_s is not None
+        assert any(s < rec.turns[0].decode_end for _, s, _ in rec.turns[0].spans)
+    assert cached.turns[1].cached_tokens and cached.turns[1].cached_tokens > 0
+    assert cold.turns[1].cached_tokens == 0
