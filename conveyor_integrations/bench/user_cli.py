@@ -1,8 +1,8 @@
 """``conveyor bench --transcripts FILE --tools MODULE:ATTR``: your messages and tools, every mode.
 
 The runs are :func:`~.user_transcripts.run_user_transcripts`'s; this writes what the built-in
-workloads write (``results.json``, ``summary.md``, timelines), with a row per message first:
-the messages of one file differ too much for one row per rate to mean much (the ideal column
+workloads write (``results.json``, ``summary.md``, timelines), with a row per message and rate:
+the messages of one file differ too much for one row per rate to mean much (its ideal column
 would average only the messages that have one). Example::
 
     conveyor bench --transcripts msgs.jsonl --tools myagent.tools:TOOLS --rates 50 --runs 3
@@ -42,12 +42,12 @@ def main_transcripts(args: Any, console: Any, out: Path, *, machine: dict[str, A
     except UserBenchError as exc:
         console.print(f"[red]error:[/red] {exc}")
         return 2
-    rows, per_message = summarize(bench.records), summarize(by_message(bench.records))
+    per_message = summarize(by_message(bench.records))
     results: dict[str, Any] = {
         "machine": machine, "backend": "replay", "rates": rates, "runs": args.runs,
         "transcripts": args.transcripts, "tools": args.tools,
         "wall_s": round(time.perf_counter() - started, 1), "problems": bench.problems,
-        "notes": bench.notes, "summary": rows, "summary_per_message": per_message,
+        "notes": bench.notes, "summary_per_message": per_message,
         "records": [r.as_dict() for r in bench.records]}
     console.print(rich_table(per_message, f"Your transcripts, median of {args.runs} runs (replay)"))
     for note in bench.notes:
@@ -57,7 +57,7 @@ def main_transcripts(args: Any, console: Any, out: Path, *, machine: dict[str, A
     results["plots"] = plots(out, results["records"], 50.0 if 50.0 in rates else rates[0])
     (out / "results.json").write_text(json.dumps(results, indent=1))
     notes = "".join(f"\n- {n}" for n in bench.notes)
-    (out / "summary.md").write_text(markdown_table(per_message) + "\n\n" + markdown_table(rows)
+    (out / "summary.md").write_text(markdown_table(per_message)
                                     + ("\n" + notes if notes else "") + "\n")
     console.print(f"wrote {out / 'results.json'}, {out / 'summary.md'} and "
                   f"{len(results['plots'])} timelines")
