@@ -36,12 +36,14 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import EarlyAbort
 from .spec import PartialExecution, spec_for_callable
+from .store import ABORTED_AND_GONE
 from .strategies import Combine
 
 if TYPE_CHECKING:
     from .scheduler import Scheduler
 
 __all__ = ["partial_tool"]
+
 
 
 def partial_tool(
@@ -127,7 +129,9 @@ def _wrap_function(fn: Callable[..., Any], sched: Scheduler | None,
             sched, args = claimer(), as_args(a, kw)
             call_id = sched.store.aborted_call(name, spec.tool_args(args))
             try:
-                if call_id is not None and sched.aborted(call_id):
+                if call_id is not None:                 # never the body on a truncated call
+                    if not sched.aborted(call_id):
+                        return ABORTED_AND_GONE
                     await sched.aclaim(call_id, spec=spec)      # raises its EarlyAbort
                 found, value = await sched.aclaim(name=name, args=args, spec=spec)
             except EarlyAbort as exc:
@@ -142,7 +146,9 @@ def _wrap_function(fn: Callable[..., Any], sched: Scheduler | None,
             sched, args = claimer(), as_args(a, kw)
             call_id = sched.store.aborted_call(name, spec.tool_args(args))
             try:
-                if call_id is not None and sched.aborted(call_id):
+                if call_id is not None:
+                    if not sched.aborted(call_id):
+                        return ABORTED_AND_GONE
                     sched.claim(call_id, spec=spec)
                 found, value = sched.claim(name=name, args=args, spec=spec)
             except EarlyAbort as exc:

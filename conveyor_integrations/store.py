@@ -37,6 +37,11 @@ if TYPE_CHECKING:
 
 __all__ = ["SHARED", "ResultStore", "canonical_args"]
 
+ABORTED_AND_GONE = ("error: this call was stopped while it was decoded (early abort) and its "
+                    "early result is gone; the tool was not run on its partial arguments")
+"""What a claim by partial arguments answers for an aborted call whose result expired or was
+dropped: never a run of the body on the truncated call."""
+
 _CLAIMED_MEMORY = 16384
 _ABORTED_MEMORY = 1024
 

@@ -41,7 +41,7 @@ def forced_turns(task: Task) -> Any:
 
 def task_problems(got: dict[str, TaskRecord]) -> list[str]:
     """What is wrong with one run's modes: answers or tool results that differ, work that did
-    not run exactly once, a turn count other than the task's."""
+    not run exactly once."""
     problems = []
     answers = {r.answer for r in got.values()}
     results = {tuple(r.results) for r in got.values()}
@@ -65,8 +65,14 @@ async def _one(bench: TaskBench, task: Task, engine: Any, rate: float | None, ru
         backend = bench.backend(Replay(list(task.turns), tokens_per_s=rate, seed=run))
     else:
         backend = bench.backend(engine, forced_turns(task))
-        if reset_cache:
-            backend.before = engine.reset_prefix_cache
+
+        async def reset(k: int) -> None:
+            # never what an earlier run left (its prompts are this run's: tool results too);
+            # the variant empties it before every turn
+            if k == 0 or reset_cache:
+                await engine.reset_prefix_cache()
+
+        backend.before = reset
     return await bench.run(task, backend, rate=rate, backend_name=backend_name, run=run)
 
 
@@ -79,7 +85,11 @@ async def _family(family: Family, env: Env, framework: str, rates: list[float | 
     try:
         if engine is not None:      # compile each forced turn's grammar once, untimed
             for task in family.tasks[:args.runs]:
-                await _one(benches["sequential"], task, engine, None, 0, "warm-up")
+                try:
+                    await _one(benches["sequential"], task, engine, None, 0, "warm-up")
+                except Exception as exc:  # noqa: BLE001 - the measured runs will say more
+                    problems.append(f"{family.name}/{task.name} warm-up: "
+                                    f"{type(exc).__name__}: {exc}")
         for rate in rates:
             for run in range(args.runs):
                 task = family.tasks[run % len(family.tasks)]
@@ -97,10 +107,15 @@ async def _family(family: Family, env: Env, framework: str, rates: list[float | 
                              for p in task_problems(got)]
                 if engine is not None:
                     tick(f"{family.name}/{task.name} partial, no prefix cache")
-                    rec = await _one(benches["partial"], task, engine, rate, run, name,
-                                     reset_cache=True)
-                    rec.variant = "no prefix cache"
-                    records.append(rec)
+                    try:
+                        rec = await _one(benches["partial"], task, engine, rate, run, name,
+                                         reset_cache=True)
+                    except Exception as exc:  # noqa: BLE001 - as for the modes
+                        problems.append(f"{family.name}/{task.name} run {run} partial, no "
+                                        f"prefix cache: {type(exc).__name__}: {exc}")
+                    else:
+                        rec.variant = "no prefix cache"
+                        records.append(rec)
     finally:
         for bench in benches.values():
             with contextlib.suppress(Exception):

@@ -2,8 +2,8 @@
 
 All times are seconds since the agent was invoked. A turn runs from its request (``start``) to
 the next turn's request (``next_start``; the answer's turn to the end of the task): decoding
-until ``decode_end``, the tools until ``tools_end`` (at ``decode_end`` when the tools finished
-while decoding, or when there were none), and the rest is the gap: the agent framework handing
+until ``decode_end``, the tools until ``tools_end`` (the end of the last piece of tool work;
+``decode_end`` when there was none), and the rest is the gap: the agent framework handing
 the results over and building the next request. Example::
 
     >>> turn = TurnRecord(0, start=0.01, first_token_s=0.02, decode_end=2.0, tools_end=2.5,

@@ -62,13 +62,14 @@ class StampedBackend:
     """A backend that notes the time of every stream and delta of ``inner``.
 
     ``force(k)`` (optional) gives sampling keys for the k-th stream (the real engine is forced
-    to decode turn k); ``on_turn(k)`` is called when the k-th stream begins, and ``before()``
-    (a coroutine function) is awaited before each stream starts, untimed.
+    to decode turn k); ``on_turn(k)`` is called when the k-th stream begins, and ``before(k)``
+    (a coroutine function) is awaited before it starts (inside the task's time: in the previous
+    turn's gap).
     """
 
     def __init__(self, inner: Backend, *, force: Callable[[int], dict[str, Any]] | None = None,
                  on_turn: Callable[[int], None] | None = None,
-                 before: Callable[[], Awaitable[None]] | None = None) -> None:
+                 before: Callable[[int], Awaitable[None]] | None = None) -> None:
         self.inner, self.force, self.on_turn, self.before = inner, force, on_turn, before
         self.default_tool_format = getattr(inner, "default_tool_format", "hermes")
         self.streams: list[TurnStream] = []
@@ -79,7 +80,7 @@ class StampedBackend:
         if self.on_turn is not None:
             self.on_turn(k)
         if self.before is not None:
-            await self.before()
+            await self.before(k)
         if self.force is not None:
             request = dataclasses.replace(request, sampling={**request.sampling, **self.force(k)})
         rec = TurnStream(time.perf_counter())

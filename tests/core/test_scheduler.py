@@ -366,3 +366,23 @@ def test_function_taking_keyword_fields_claims_its_early_run(sched: Scheduler) -
               CallDone(0, "c1", "f", {"city": "Lyon"})])
     assert f(city="Lyon") == "weather in Lyon"
     assert calls == [{"city": "Lyon"}]       # the early run only: the call claimed it
+
+
+def test_a_call_noted_as_aborted_never_runs_its_body_once_its_result_is_gone(
+        sched: Scheduler) -> None:
+    """An aborted call's early result expired or was dropped: a framework invoking the tool
+    with those partial arguments gets an error, never a run on the truncated call."""
+    from conveyor_integrations.store import ABORTED_AND_GONE
+
+    calls: list[str] = []
+
+    @partial_tool(start_on=["city"], scheduler=sched)
+    def weather(city: str, unit: str = "C") -> str:
+        calls.append(city)
+        return f"sunny in {city}"
+
+    sched.store.note_aborted("weather", {"city": "Ly", "unit": "C"}, "c-gone")
+    assert weather(city="Ly") == ABORTED_AND_GONE      # the defaults filled, as noted
+    assert calls == []
+    assert weather(city="Ly") == "sunny in Ly"          # noted once: a later call runs
+    assert calls == ["Ly"]

@@ -31,6 +31,7 @@ from llama_index.core.tools import FunctionTool, ToolOutput
 from ...errors import AlreadyClaimed, EarlyAbort, ResultDropped
 from ...scheduler import Scheduler
 from ...spec import ToolSpec, spec_for_callable
+from ...store import ABORTED_AND_GONE
 from ..common import keyword_view, resolve_scheduler, schema_fields
 
 __all__ = ["ConveyorFunctionTool", "release_calls", "wrap_llamaindex_tool"]
@@ -49,7 +50,9 @@ def release_calls(sched: Scheduler, call_ids: Iterable[str]) -> None:
 def _claim(sched: Scheduler, spec: ToolSpec, args: dict[str, Any]) -> tuple[bool, Any]:
     call_id = sched.store.aborted_call(spec.name, spec.tool_args(args))
     try:
-        if call_id is not None and sched.aborted(call_id):
+        if call_id is not None:     # never the body on a truncated call
+            if not sched.aborted(call_id):
+                return True, ABORTED_AND_GONE
             found, value = sched.claim(call_id, spec=spec)  # raises the EarlyAbort
             if found:
                 return found, value
@@ -61,7 +64,9 @@ def _claim(sched: Scheduler, spec: ToolSpec, args: dict[str, Any]) -> tuple[bool
 async def _aclaim(sched: Scheduler, spec: ToolSpec, args: dict[str, Any]) -> tuple[bool, Any]:
     call_id = sched.store.aborted_call(spec.name, spec.tool_args(args))
     try:
-        if call_id is not None and sched.aborted(call_id):
+        if call_id is not None:
+            if not sched.aborted(call_id):
+                return True, ABORTED_AND_GONE
             found, value = await sched.aclaim(call_id, spec=spec)
             if found:
                 return found, value
