@@ -20,6 +20,7 @@ Example::
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import json
 import threading
@@ -61,6 +62,8 @@ class ResultStore:
         self._by_args: dict[tuple[str, str], deque[EarlyRun]] = {}
         self._claimed: OrderedDict[str, CallTiming] = OrderedDict()
         self._aborted: OrderedDict[tuple[str, str], deque[str]] = OrderedDict()
+        self._aborted_keys: dict[str, tuple[str, str]] = {}
+        """The key each noted aborted call id is under (to forget it once it is claimed)."""
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._swept = time.monotonic()
 
@@ -163,6 +166,7 @@ class ResultStore:
                     return None
                 ex = q[0]
             self._forget(ex)
+            self._unnote(ex.call_id)
             self._claimed[ex.call_id] = ex.timing
             while len(self._claimed) > _CLAIMED_MEMORY:
                 self._claimed.popitem(last=False)
@@ -205,8 +209,19 @@ class ResultStore:
         key = (name, canonical_args(args))
         with self._lock:
             self._aborted.setdefault(key, deque()).append(call_id)
+            self._aborted_keys[call_id] = key
             while len(self._aborted) > _ABORTED_MEMORY:
-                self._aborted.popitem(last=False)
+                for old in self._aborted.popitem(last=False)[1]:
+                    self._aborted_keys.pop(old, None)
+
+    def _unnote(self, call_id: str) -> None:
+        """Forget a noted aborted call (it was claimed by its id). Under the lock."""
+        key = self._aborted_keys.pop(call_id, None)
+        if key is not None and (q := self._aborted.get(key)) is not None:
+            with contextlib.suppress(ValueError):
+                q.remove(call_id)
+            if not q:
+                del self._aborted[key]
 
     def aborted_call(self, name: str, args: dict[str, Any]) -> str | None:
         """The id of an aborted call with this name and these partial arguments (taken once)."""
@@ -216,6 +231,7 @@ class ResultStore:
             if not q:
                 return None
             call_id = q.popleft()
+            self._aborted_keys.pop(call_id, None)
             if not q:
                 del self._aborted[key]
             return call_id

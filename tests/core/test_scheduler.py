@@ -386,3 +386,17 @@ def test_a_call_noted_as_aborted_never_runs_its_body_once_its_result_is_gone(
     assert calls == []
     assert weather(city="Ly") == "sunny in Ly"          # noted once: a later call runs
     assert calls == ["Ly"]
+
+
+def test_an_aborted_call_claimed_by_its_id_is_forgotten_by_its_arguments(
+        sched: Scheduler) -> None:
+    """Once an aborted call is claimed by its call id (the LangChain tool's path), a later call
+    with the same partial arguments is a new call: it runs."""
+    store = sched.store
+    store.note_aborted("weather", {"city": "Ly"}, "c-1")
+    with store._lock:
+        store._unnote("c-1")                      # what take("c-1") does
+    assert store.aborted_call("weather", {"city": "Ly"}) is None
+    store.note_aborted("weather", {"city": "Ly"}, "c-2")
+    assert store.aborted_call("weather", {"city": "Ly"}) == "c-2"
+    assert store.aborted_call("weather", {"city": "Ly"}) is None    # taken once
