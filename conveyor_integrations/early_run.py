@@ -22,8 +22,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import EarlyAbort, ResultDropped, ToolTimeout
-from .events import CallDone, CallEvent, CallMalformed, CallStarted
+from .events import CallDone, CallEvent, CallMalformed, CallStarted, FieldDone, ItemDone, TextChunk
 from .loop_inbox import inbox_for
+from .observers import ExecutionEvent, Observe
 from .spec import ToolSpec
 from .strategies import CompleteCall
 from .timings import CallTiming
@@ -50,7 +51,8 @@ class EarlyRun:
                  loop: asyncio.AbstractEventLoop, pool: Executor, hooks: Hooks,
                  complete_only: bool = False, owner: object = None,
                  claim_timeout: float = 300.0,
-                 context: contextvars.Context | None = None) -> None:
+                 context: contextvars.Context | None = None,
+                 observe: Observe | None = None, request_id: str = "") -> None:
         self.spec, self.call_id, self.timing, self.loop = spec, call_id, timing, loop
         self._pool, self._hooks = pool, hooks
         self.owner = owner
@@ -68,8 +70,18 @@ class EarlyRun:
         self._queue: deque[CallEvent] = deque()
         self._wake: asyncio.Future[None] | None = None
         self._task: asyncio.Task[None] | None = None
+        self._observe, self._request_id = observe, request_id
+        self._text_chunks = 0
         runner = _Runner(self)
         self.impl = CompleteCall(runner) if complete_only else spec.make_execution(runner)
+
+    def note(self, kind: str, **detail: Any) -> None:
+        """Tell the request's observers (see :mod:`.observers`) that ``kind`` happened."""
+        observe = self._observe
+        if observe is not None:
+            t = self.timing
+            observe(ExecutionEvent(kind, time.perf_counter(), self._request_id, self.call_id,
+                                   t.name, t.index, detail))
 
     # -- on the loop -------------------------------------------------------------------------
     def put(self, event: CallEvent) -> None:
@@ -98,11 +110,13 @@ class EarlyRun:
         if self.spec.is_async:
             if timing.tool_start is None:
                 timing.tool_start = time.perf_counter()
+                self.note("tool_start")
             return await self.spec.run(args)
 
         def body() -> Any:
             if timing.tool_start is None:       # stamped when the body really starts
                 timing.tool_start = time.perf_counter()
+                self.note("tool_start")
             return self.spec.run(args)
 
         return await self.loop.run_in_executor(self._pool, body)
@@ -128,21 +142,27 @@ class EarlyRun:
                 if isinstance(event, CallStarted):
                     if self.spec.custom and timing.tool_start is None:
                         timing.tool_start = time.perf_counter()   # a user's execution works
-                    await self._step(impl.start(event))            # from its start()
+                        self.note("tool_start")                    # from its start()
+                    await self._step(impl.start(event))
                 elif isinstance(event, CallDone):
                     assert self.final_args is not None
                     value = await self._step(impl.finish(dict(self.final_args)))
                     timing.tool_end, timing.status = time.perf_counter(), "ok"
                     self._settle(value, None)
+                    self._finished("ok")
                     return
                 elif not isinstance(event, CallMalformed):
                     await self._step(impl.feed(event))
+                    if self._observe is not None:
+                        self._fed(event)
         except EarlyAbort as exc:
             self.aborted = True
             timing.status, timing.tool_end = "aborted", time.perf_counter()
             if timing.tool_start is None:
                 timing.tool_start = timing.tool_end
             self._settle(None, exc)
+            self._finished("aborted")
+            self.note("abort", reason=exc.reason)
             self._hooks.on_abort(self, exc)
             self._hooks.on_waiting(self)    # nobody may claim the abort: it expires like a result
             await self._quiet_cancel()
@@ -153,7 +173,20 @@ class EarlyRun:
         except BaseException as exc:  # noqa: BLE001 - the tool's error is its result
             timing.status, timing.tool_end = "error", time.perf_counter()
             self._settle(None, exc)
+            self._finished("error", error=type(exc).__name__)
             await self._quiet_cancel()
+
+    def _fed(self, event: CallEvent) -> None:
+        if isinstance(event, TextChunk):
+            self._text_chunks += 1
+        elif isinstance(event, ItemDone):
+            self.note("piece", path=event.path, item=event.i)
+        elif isinstance(event, FieldDone):
+            self.note("piece", path=event.path)
+
+    def _finished(self, status: str, **detail: Any) -> None:
+        if self._observe is not None:
+            self.note("finish", status=status, text_chunks=self._text_chunks, **detail)
 
     def _settle(self, value: Any, exc: BaseException | None) -> None:
         if self.result.done():
@@ -173,6 +206,8 @@ class EarlyRun:
     async def drop(self, reason: str, *, status: str = "dropped",
                    exc: BaseException | None = None) -> None:
         """Cancel the work, reap it, and make the result a :class:`ResultDropped`."""
+        if not self.dropped:
+            self.note("cancel", reason=reason, status=status)
         self.dropped = True
         if self.timing.status in ("pending", "ok", "error"):
             self.timing.status = status
@@ -198,6 +233,8 @@ class EarlyRun:
         try:
             inbox_for(self.loop).post(self._drop_task, reason, status, exc)
         except RuntimeError:     # the loop has closed: its tasks were cancelled with it
+            if not self.dropped:
+                self.note("cancel", reason=reason, status=status)
             self.dropped = True
             self._settle(None, exc or ResultDropped(reason))
 
@@ -223,3 +260,4 @@ class _Runner:
         """The early work was void; the tool runs again on the complete arguments from now."""
         timing = self._ex.timing
         timing.tool_start, timing.reran = None, True
+        self._ex.note("rerun")

@@ -29,6 +29,7 @@ from typing import Any, TypeVar
 
 from .early_run import EarlyRun
 from .errors import EarlyAbort, RunWhenInvoked
+from .observers import Observer
 from .policy import ApprovalRequired, BoundTools, CompleteCallDispatch, HoldSideEffects, Policy
 from .session import RequestSession
 from .spec import ToolSpec
@@ -72,6 +73,7 @@ class Scheduler:
         policy: Policy | None = None,
         loop: asyncio.AbstractEventLoop | None = None,
         on_abort: Callable[[str, EarlyAbort], None] | None = None,
+        observers: Iterable[Observer] = (),
     ) -> RequestSession:
         """Start driving one model stream: feed it the parser's events.
 
@@ -81,7 +83,8 @@ class Scheduler:
         ``complete_call`` starts every tool on its complete call only (eager dispatch).
         ``policy`` replaces all of these. The session runs on ``loop``: by default the running
         loop, or the scheduler's own when there is none. ``on_abort(call_id, exc)`` is called
-        (on that loop) when an execution raises ``EarlyAbort``.
+        (on that loop) when an execution raises ``EarlyAbort``. ``observers`` watch this
+        request's executions beside those added with :func:`~.observers.add_observer`.
         """
         if policy is None:
             policy = tools if isinstance(tools, BoundTools) else BoundTools(tools)
@@ -98,7 +101,8 @@ class Scheduler:
                 loop = self.loop
         return RequestSession(self.store, policy, loop=loop, pool=self.pool,
                               request_id=request_id, owner=self,
-                              claim_timeout=self.claim_timeout, on_abort=on_abort)
+                              claim_timeout=self.claim_timeout, on_abort=on_abort,
+                              observers=observers)
 
     # -- the loop and the pool ---------------------------------------------------------------
     @property
@@ -148,6 +152,8 @@ class Scheduler:
         if ex is not None and ex.differs(args):
             ex.drop_soon("the framework invoked the tool with other arguments")
             return None
+        if ex is not None:
+            ex.note("claim")
         return ex
 
     def claim(self, call_id: str | None = None, *, name: str | None = None, args: Any = None,

@@ -48,6 +48,7 @@ from .events import (
     TextChunk,
 )
 from .loop_inbox import inbox_for
+from .observers import Observer, open_observers
 from .policy import Policy, Start, run_under
 from .store import ResultStore
 from .timings import CallTiming
@@ -64,11 +65,13 @@ class RequestSession:
     def __init__(self, store: ResultStore, policy: Policy, *, loop: asyncio.AbstractEventLoop,
                  pool: Executor, request_id: str | None = None, owner: object = None,
                  claim_timeout: float = 300.0,
-                 on_abort: Callable[[str, EarlyAbort], None] | None = None) -> None:
+                 on_abort: Callable[[str, EarlyAbort], None] | None = None,
+                 observers: Iterable[Observer] = ()) -> None:
         self.store, self.policy, self.loop, self._pool = store, policy, loop, pool
         self._owner, self._claim_timeout = owner, claim_timeout
         self._abort_listener = on_abort
         self.request_id = request_id or f"session-{next(_session_ids)}"
+        self._observe = open_observers(self.request_id, observers)
         self.started = time.perf_counter()
         self.timings: dict[int, CallTiming] = {}
         """Per call index, every call of the message (partial or not)."""
@@ -179,9 +182,11 @@ class RequestSession:
         ex = EarlyRun(start.spec, call_id, timing, loop=self.loop, pool=self._pool,
                        hooks=self._hooks, complete_only=start.complete_only,
                        owner=self._owner, claim_timeout=self._claim_timeout,
-                       context=self._context)
+                       context=self._context, observe=self._observe,
+                       request_id=self.request_id)
         self._execs[index] = ex
         self.store.add(ex)
+        ex.note("start", complete_only=start.complete_only)
         return ex
 
     def finish(self) -> None:

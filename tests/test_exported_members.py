@@ -27,6 +27,9 @@ PUBLIC = {
     "conveyor_integrations.errors": [
         "AlreadyClaimed", "ClaimError", "ConveyorError", "EarlyAbort", "RequestCancelled",
         "ResultDropped", "RunWhenInvoked", "ToolTimeout"],
+    "conveyor_integrations.observers": [
+        "KINDS", "ExecutionEvent", "Observe", "Observer", "add_observer", "open_observers",
+        "remove_observer"],
     "conveyor_integrations.policy": [
         "ApprovalRequired", "BoundTools", "CompleteCallDispatch", "HoldSideEffects", "Policy",
         "Start", "bound_specs", "current_policy"],
