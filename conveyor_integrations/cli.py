@@ -5,6 +5,7 @@
     conveyor demo [--model PATH] [--base-url URL] [--free]   # the main job (needs vLLM)
     conveyor serve [--model DIR] [--host H] [--port P]      # vLLM's OpenAI server, CPU settings
     conveyor bench [--backend replay|vllm] [--rates ...]    # the benchmark (extra "bench")
+    conveyor analyze TRACE... [--tools MODULE:ATTR]         # what it would save on your runs
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ commands:
   serve   vLLM's OpenAI-compatible server on the bundled SmolLM2 (or --model), set up for a CPU,
           with the hermes tool parser; prints the ChatOpenAI(...) / OpenAICompatible(...) lines
   bench   every workload sequential / complete-call / partial / ideal; overhead; scale
+  analyze what partial execution would save on recorded runs (LangSmith exports, OTLP JSON,
+          chat-completion logs, results.json)
 """
 
 
@@ -43,6 +46,10 @@ def main(argv: list[str] | None = None) -> int:
         from .bench.cli import main as bench
 
         return bench(rest)
+    if command == "analyze":
+        from .analyze.cli import main as analyze
+
+        return analyze(rest)
     if command == "serve":
         from .serve import main as serve
 

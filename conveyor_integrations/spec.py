@@ -89,6 +89,11 @@ class ToolSpec:
     """``run`` returns an awaitable: it runs on the loop that drives the model's stream."""
     custom: bool = False
     """``make_execution`` is the user's own: it works from ``start()`` on, so its time counts."""
+    starts_on: tuple[str, tuple[str, ...]] = ("start_on", ())
+    """When it can start, as decorated: ``("start_on", fields)``, ``("stream", (field,))``,
+    ``("items", (field,))``, ``("custom", ())`` (its own execution, fed every event) or
+    ``("complete", ())`` (``side_effects=True``); what
+    ``conveyor analyze`` estimates it from."""
 
     def tool_args(self, args: Mapping[str, Any]) -> dict[str, Any]:
         """``args`` as the tool will see them: fields it does not take dropped, defaults filled.
@@ -222,4 +227,7 @@ def spec_for_callable(
         timeout=timeout,
         is_async=inspect.iscoroutinefunction(run_kwargs) if is_async is None else is_async,
         custom=execution is not None,
+        starts_on=(("complete", ()) if side_effects else ("stream", (stream,)) if stream
+                   else ("items", (items,)) if items else ("custom", ()) if execution
+                   else ("start_on", tuple(start_on or ()))),
     )

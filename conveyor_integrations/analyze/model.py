@@ -82,6 +82,12 @@ class RecordedRun:
     turns: list[RecordedTurn]
     origin_note: str = ""
     """Where it came from (file and record), for messages."""
+    strategies: dict[str, Any] = field(default_factory=dict)
+    """Tool name -> :class:`~.strategy.Strategy` the recording itself states (this library's
+    ``results.json``); the user's ``--tools``/``--strategy`` take precedence."""
+    measured: dict[str, float] = field(default_factory=dict)
+    """What the recording measured beside it (``results.json``: the partial run's latency,
+    ``complete_call``, ``ideal``), to set the estimate against."""
 
     @property
     def start(self) -> float:
