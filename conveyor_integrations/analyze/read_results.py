@@ -65,7 +65,8 @@ def runs_of_results(data: dict[str, Any], origin: str = "results.json"
 
     records = data.get("records")
     if not isinstance(records, list):
-        raise ValueError(f"{origin}: no 'records' list: not a results.json of conveyor bench")
+        raise ValueError(  # noqa: TRY004 - a file of the wrong kind, reported as such
+            f"{origin}: no 'records' list: not a results.json of conveyor bench")
     notes: list[str] = []
     measured: dict[tuple[Any, ...], dict[str, float]] = {}
     for r in records:
