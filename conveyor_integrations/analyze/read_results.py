@@ -86,7 +86,11 @@ def runs_of_results(data: dict[str, Any], origin: str = "results.json"
         if workload is None or text is None:
             skipped.add(str(r.get("workload")))
             continue
+        strategies = _workload_strategies(workload)
         calls = _calls(text)
+        traced = [c for c in calls if strategies.get(c) != Strategy("complete", source="tools")]
+        if len(traced) == 1:          # the untraced (undecorated) calls take no time here
+            calls = traced
         spans = [s for s in r.get("spans", []) if s.get("kind") == "tool"]
         decode_s = float(r["decode_s"])
         if len(calls) == 1 and spans:
@@ -105,7 +109,7 @@ def runs_of_results(data: dict[str, Any], origin: str = "results.json"
         name = f"{r['workload']}/{r['transcript']}@{rate:g} #{r.get('run', 0)}" if rate \
             else f"{r['workload']}/{r['transcript']} #{r.get('run', 0)}"
         runs.append(RecordedRun(name, "results", [turn], origin_note=origin,
-                                strategies=_workload_strategies(workload),
+                                strategies=strategies,
                                 measured=dict(measured.get((r.get("workload"),
                                                             r.get("transcript"), rate,
                                                             r.get("run")), {}))))
