@@ -9,7 +9,8 @@ statement became final and when the call was complete. Each recorded tool run is
 - ``complete_call``: the tool starts when its call is complete: ``done + t``;
 - ``partial``: as its strategy (:mod:`.strategy`) allows: ``start_on`` once its fields are
   final (``final + t``); ``stream``/``items`` split the recorded tool time over the pieces
-  (by characters for lines and statements, evenly for items) and run them one after another as
+  (by characters for lines and statements, evenly for items; or as the trace timed each piece)
+  and run them one after another as
   each becomes final, ``f_k = max(d_k, f_{k-1}) + t_k`` (DESIGN's pipeline formula), ending no
   earlier than the complete call;
 - ``bound``: the tool's work starting the moment its call began, ``begin + t``: what no
@@ -213,7 +214,8 @@ def _parse(timed: list[tuple[float, Any]], fmt: str, streams: dict[str, dict[str
     return calls
 
 
-def _partial_end(c: _Call, done: float, s: Strategy, t: float) -> tuple[float, int]:
+def _partial_end(c: _Call, done: float, s: Strategy, t: float,
+                 piece_s: list[float] | None = None) -> tuple[float, int]:
     key = s.fields[0] if s.fields else ""
     if s.kind == "start_on":
         if all(f in c.fields for f in s.fields):
@@ -227,6 +229,8 @@ def _partial_end(c: _Call, done: float, s: Strategy, t: float) -> tuple[float, i
         work = [(at, t / len(c.items[key])) for at in c.items[key]]
     else:
         return done + t, 1
+    if piece_s is not None and len(piece_s) == len(work):
+        work = [(at, w) for (at, _), w in zip(work, piece_s)]
     f = 0.0
     for at, w in work:
         f = max(at, f) + w
@@ -271,7 +275,7 @@ def _turn(i: int, turn: RecordedTurn, strategies: Mapping[str, Strategy], rate: 
         assert c.done is not None
         s = strategies.get(c.name) or Strategy.guess(c.args)
         t = x.duration_s
-        partial, n = _partial_end(c, c.done, s, t)
+        partial, n = _partial_end(c, c.done, s, t, x.piece_s)
         ce = CallEstimate(c.name, c.id, s.describe(), t, c.began, c.done, n,
                           {"complete_call": c.done + t, "partial": min(partial, c.done + t),
                            "bound": c.began + t})

@@ -42,6 +42,9 @@ class RecordedTool:
     """The model's tool-call id it answered, where the trace keeps it (pairs run and call)."""
     args: dict[str, Any] | None = None
     error: bool = False
+    piece_s: list[float] | None = None
+    """The seconds of each piece of its work in order, where the trace timed them (this
+    library's ``results.json``); the estimate then uses them instead of splitting the whole."""
 
     @property
     def duration_s(self) -> float:

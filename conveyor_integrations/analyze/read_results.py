@@ -94,8 +94,10 @@ def runs_of_results(data: dict[str, Any], origin: str = "results.json"
         spans = [s for s in r.get("spans", []) if s.get("kind") == "tool"]
         decode_s = float(r["decode_s"])
         if len(calls) == 1 and spans:
-            tools = [RecordedTool(calls[0], min(s["start"] for s in spans),
-                                  max(s["end"] for s in spans))]
+            ordered = sorted(spans, key=lambda s: s["start"])
+            tools = [RecordedTool(calls[0], ordered[0]["start"], max(s["end"] for s in spans),
+                                  piece_s=[s["end"] - s["start"] for s in ordered]
+                                  if len(spans) > 1 else None)]
         elif len(calls) == len(spans):
             tools = [RecordedTool(name, s["start"], s["end"])
                      for name, s in zip(calls, sorted(spans, key=lambda s: s["start"]))]
