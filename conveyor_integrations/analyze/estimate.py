@@ -8,7 +8,8 @@ statement became final and when the call was complete. Each recorded tool run is
 
 - ``complete_call``: the tool starts when its call is complete: ``done + t``;
 - ``partial``: as its strategy (:mod:`.strategy`) allows: ``start_on`` once its fields are
-  final (``final + t``); ``stream``/``items`` split the recorded tool time over the pieces
+  final (``final + t``; ``done + t`` when the call's other fields void the early run, as the
+  library then runs the tool again); ``stream``/``items`` split the recorded tool time over the pieces
   (by characters for lines and statements, evenly for items; or as the trace timed each piece)
   and run them one after another as
   each becomes final, ``f_k = max(d_k, f_{k-1}) + t_k`` (DESIGN's pipeline formula), ending no
@@ -28,7 +29,7 @@ computes. Example::
     >>> turn = RecordedTurn(0.0, 2.0, text=text, tool_format="hermes", output_tokens=20,
     ...                     tools=[RecordedTool("search", 2.0, 3.0)])
     >>> est = estimate_run(RecordedRun("r", "chatlog", [turn]),
-    ...                    {"search": Strategy("start_on", ("query",))})
+    ...                    {"search": Strategy("start_on", ("query",), defaults=(("k", "3"),))})
     >>> est.recorded_s, est.total("complete_call"), round(est.total("partial"), 2)
     (3.0, 3.0, 2.5)
 """
@@ -218,7 +219,7 @@ def _partial_end(c: _Call, done: float, s: Strategy, t: float,
                  piece_s: list[float] | None = None) -> tuple[float, int]:
     key = s.fields[0] if s.fields else ""
     if s.kind == "start_on":
-        if all(f in c.fields for f in s.fields):
+        if all(f in c.fields for f in s.fields) and not s.reruns(c.args):
             return max([c.began] + [c.fields[f] for f in s.fields]) + t, 1
         return done + t, 1
     if s.kind == "stream" and c.chunks.get(key):

@@ -8,7 +8,7 @@ else starts on its complete call). ``SPEC`` is ``start_on:F1,F2``, ``stream:FIEL
 ``items:FIELD`` or ``complete``. Example::
 
     >>> Strategy.parse("run_python=stream:code:statement")
-    ('run_python', Strategy(kind='stream', fields=('code',), unit='statement', source='given'))
+    ('run_python', Strategy(kind='stream', fields=('code',), unit='statement', source='given', defaults=None))
     >>> Strategy.guess({"code": "import os\\nprint(1)\\n"}).describe()
     'stream code by line (guessed)'
     >>> Strategy.parse("search=start_of:q")
@@ -19,6 +19,7 @@ else starts on its complete call). ``SPEC`` is ``start_on:F1,F2``, ``stream:FIEL
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -39,6 +40,22 @@ class Strategy:
     unit: str = "line"
     source: str = "given"
     """``tools`` (read off a decorated tool), ``given`` (``--strategy``) or ``guessed``."""
+    defaults: tuple[tuple[str, str], ...] | None = None
+    """The tool's optional fields and their defaults (as JSON), where known (``--tools``): a
+    ``start_on`` run is void, and the tool runs again, when the call gives another field a
+    value other than its default. Unknown (``--strategy``): any other field given voids it."""
+
+    def reruns(self, args: Mapping[str, Any]) -> bool:
+        """A ``start_on`` early run on this call's fields would be void (see ``defaults``)."""
+        known = dict(self.defaults or ())
+        for key, value in args.items():
+            if key in self.fields:
+                continue
+            if self.defaults is None or key not in known:
+                return True
+            if json.dumps(value, sort_keys=True, default=str) != known[key]:
+                return True
+        return False
 
     @classmethod
     def parse(cls, text: str) -> tuple[str, Strategy]:
@@ -103,6 +120,8 @@ def strategies_of_tools(tools: Iterable[Any]) -> dict[str, Strategy]:
         if kind == "custom":
             kind, fields = "complete", ()
         unit = spec.streams.get(fields[0], "line") if kind == "stream" else "line"
+        defaults = tuple(sorted((k, json.dumps(v, sort_keys=True, default=str))
+                                for k, v in spec.defaults.items()))
         out[spec.name] = Strategy(kind, fields, "statement" if unit == "statement" else "line",
-                                  "tools")
+                                  "tools", defaults)
     return out

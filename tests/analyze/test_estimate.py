@@ -51,13 +51,21 @@ def test_start_on_waits_for_its_fields_and_complete_call_for_the_call() -> None:
     turn = RecordedTurn(1.0, end, chunks=chunks, tool_format="hermes",
                         tools=[RecordedTool("search", end + 0.05, end + 1.05)])
     run = RecordedRun("r", "chatlog", [turn])
-    est = estimate_run(run, {"search": Strategy("start_on", ("query",))})
+    known = Strategy("start_on", ("query",), defaults=(("note", '"a long note that the model '
+                                                        'writes after the query"'),))
+    est = estimate_run(run, {"search": known})
     (call,) = est.turns[0].calls
     query_final = 1.0 + 0.02 * (text.index('"paris"') + len('"paris"'))
     assert call.ends["partial"] == pytest.approx(query_final + 1.0, abs=0.021)
     # recorded: 50 ms of framework gap after decoding, then 1 s of tool
     assert est.saved("complete_call") == pytest.approx(end + 1.05 - (call.done + 1.0))
     assert est.saved("partial") > est.saved("complete_call")
+    # another field at a value that is not its default (or defaults unknown): the early run
+    # is void, the library runs the tool again on the complete call
+    for other in (Strategy("start_on", ("query",)),
+                  Strategy("start_on", ("query",), defaults=(("note", '""'),))):
+        void = estimate_run(run, {"search": other})
+        assert void.total("partial") == void.total("complete_call")
     guessed = estimate_run(run)                             # no strategy: on its complete call
     assert guessed.turns[0].calls[0].strategy == "on its complete call (guessed)"
     assert guessed.total("partial") == guessed.total("complete_call")
@@ -120,8 +128,9 @@ def test_strategies_are_read_off_decorated_tools() -> None:
         return x
 
     got = strategies_of_tools([search, run_python, plain])
-    assert got["search"] == Strategy("start_on", ("query",), source="tools")
-    assert got["run_python"] == Strategy("stream", ("code",), "statement", "tools")
+    assert got["search"] == Strategy("start_on", ("query",), source="tools",
+                                     defaults=(("k", "3"),))
+    assert got["run_python"] == Strategy("stream", ("code",), "statement", "tools", ())
     assert got["plain"].kind == "complete"
 
 
