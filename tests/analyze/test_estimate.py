@@ -51,8 +51,8 @@ def test_start_on_waits_for_its_fields_and_complete_call_for_the_call() -> None:
     turn = RecordedTurn(1.0, end, chunks=chunks, tool_format="hermes",
                         tools=[RecordedTool("search", end + 0.05, end + 1.05)])
     run = RecordedRun("r", "chatlog", [turn])
-    known = Strategy("start_on", ("query",), defaults=(("note", '"a long note that the model '
-                                                        'writes after the query"'),))
+    note = '"a long note that the model writes after the query"'
+    known = Strategy("start_on", ("query",), defaults=(("note", note),))
     est = estimate_run(run, {"search": known})
     (call,) = est.turns[0].calls
     query_final = 1.0 + 0.02 * (text.index('"paris"') + len('"paris"'))
