@@ -7,6 +7,11 @@ where complete-call dispatch, partial execution and the pipeline bound would hav
 
 from __future__ import annotations
 
+from .estimate import RunEstimate, estimate_run
 from .model import RecordedRun, RecordedTool, RecordedTurn
+from .readers import read_traces
+from .strategy import Strategy, strategies_of_tools
+from .trace_io import TraceError
 
-__all__ = ["RecordedRun", "RecordedTool", "RecordedTurn"]
+__all__ = ["RecordedRun", "RecordedTool", "RecordedTurn", "RunEstimate", "Strategy",
+           "TraceError", "estimate_run", "read_traces", "strategies_of_tools"]
