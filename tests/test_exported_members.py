@@ -17,7 +17,11 @@ PUBLIC = {
     "conveyor_integrations.adapters": [],
     "conveyor_integrations.adapters.langchain": ["ChatConveyor", "ConveyorCallbackHandler"],
     "conveyor_integrations.adapters.llamaindex": [
-        "ConveyorFunctionTool", "ConveyorLLM", "ConveyorTurnEndEvent"],
+        "ConveyorFunctionTool", "ConveyorLLM", "ConveyorToolResultEvent",
+        "ConveyorToolStartedEvent", "ConveyorTurnEndEvent"],
+    "conveyor_integrations.analyze": [
+        "RecordedRun", "RecordedTool", "RecordedTurn", "RunEstimate", "Strategy", "TraceError",
+        "estimate_run", "read_traces", "strategies_of_tools"],
     "conveyor_integrations.backends": [
         "Backend", "BackendError", "ChatRequest", "Delta", "OpenAICompatible", "Replay",
         "Transcript", "VLLMEngine", "new_request_id", "split_tokens"],
@@ -30,6 +34,7 @@ PUBLIC = {
     "conveyor_integrations.observers": [
         "KINDS", "ExecutionEvent", "Observe", "Observer", "add_observer", "open_observers",
         "remove_observer"],
+    "conveyor_integrations.otel": ["instrument", "uninstrument"],
     "conveyor_integrations.policy": [
         "ApprovalRequired", "BoundTools", "CompleteCallDispatch", "HoldSideEffects", "Policy",
         "Start", "bound_specs", "current_policy"],

@@ -30,11 +30,13 @@ from typing import Any, TypeVar
 
 from ..backends.base import Backend, ChatRequest, Delta
 from ..events import Event
+from ..otel import chat_span
 from ..parsing import get_parser
 from ..policy import BoundTools
 from ..scheduler import Scheduler, default_scheduler
 from ..session import RequestSession
 from ..turn import TurnCollector, TurnResult, stream_turn
+from .tool_events import ToolEvents
 
 __all__ = ["ModelTurn", "drive_async", "drive_sync", "keyword_view", "resolve_scheduler",
            "schema_fields"]
@@ -42,6 +44,7 @@ __all__ = ["ModelTurn", "drive_async", "drive_sync", "keyword_view", "resolve_sc
 T = TypeVar("T")
 _log = logging.getLogger("conveyor_integrations")
 _ITEM, _ERROR, _END = 0, 1, 2
+_NOT_YET = object()
 
 
 def resolve_scheduler(scheduler: Scheduler | None) -> Scheduler:
@@ -54,33 +57,53 @@ class ModelTurn:
 
     ``events()`` yields ``(delta, events)`` and ends with ``(None, close_events)``; ``result``
     is the :class:`TurnResult` once the stream ended. ``abandon()`` cancels the request's early
-    executions unless the turn's result reached the caller (``delivered``).
+    executions unless the turn's result reached the caller (``delivered``). ``tool_events``
+    watches the request for the framework's events (the adapter drains it on its own thread).
+    Made on the caller's thread: while :mod:`~conveyor_integrations.otel` traces, the turn's
+    ``chat {model}`` span is a child of the OpenTelemetry context current there, and it is the
+    current span when the session is made, so the early executions' spans are its children.
     """
 
     def __init__(self, sched: Scheduler, backend: Backend, request: ChatRequest, *,
                  tool_format: str, tools: BoundTools,
-                 approval_required: Collection[str] = ()) -> None:
+                 approval_required: Collection[str] = (), model: str = "conveyor",
+                 tool_events: ToolEvents | None = None) -> None:
         self.sched, self.backend, self.request = sched, backend, request
         self.tool_format, self.tools = tool_format, tools
         self.approval_required = tuple(approval_required)
+        self.tool_events = tool_events
         self.session: RequestSession | None = None
         self.result: TurnResult | None = None
-        self.final: object = None
+        self.final: object = _NOT_YET
         """The item that carries the turn's result (set by the producer before it yields it)."""
         self.delivered = False
+        self.chat = chat_span(model, request=request, backend=backend)
+
+    def _open_session(self) -> RequestSession:
+        return self.sched.session(
+            self.request.request_id, tools=self.tools, approval_required=self.approval_required,
+            observers=() if self.tool_events is None else (self.tool_events,))
 
     async def events(self) -> AsyncIterator[tuple[Delta | None, list[Event]]]:
         names = [t["function"]["name"] for t in self.request.tools]
         parser = get_parser(self.tool_format, tools=names or None, streams=self.tools.streams())
-        session = self.session = self.sched.session(
-            self.request.request_id, tools=self.tools, approval_required=self.approval_required)
+        chat = self.chat
+        session = self.session = (self._open_session() if chat is None
+                                  else chat.opened(self._open_session))
         collector = TurnCollector(session)
-        async for delta, events in stream_turn(self.backend, self.request, parser=parser,
-                                               session=session):
-            collector.add(delta, events)
-            if delta is None:
-                self.result = collector.result()
-            yield delta, events
+        try:
+            async for delta, events in stream_turn(self.backend, self.request, parser=parser,
+                                                   session=session):
+                collector.add(delta, events)
+                if delta is None:
+                    self.result = collector.result()
+                    if chat is not None:
+                        chat.finish(self.result)
+                yield delta, events
+        except BaseException as exc:
+            if chat is not None:
+                chat.fail(exc)
+            raise
 
     def seen(self, item: object) -> None:
         """The consumer received ``item``; once it is the final one, the turn is delivered."""

@@ -13,9 +13,11 @@ in :mod:`.messages`. Example::
     msg.tool_calls[0]["args"]                       # {'query': 'x'}
     msg.response_metadata["conveyor"]["calls"]      # per-call timings
 
-``with_structured_output(schema, method=...)`` takes "function_calling", "json_mode" and
-"json_schema" (see :mod:`.structured`). ``batch``/``abatch`` over a ``Replay`` reserve its next
-transcripts for their inputs, so the answers follow the inputs (see ``Replay.reserve``).
+While it decodes, the run's callback handlers get the custom events ``conveyor_tool_started``
+and ``conveyor_tool_result`` of its early executions (``astream_events(version="v2")`` shows
+them; see :mod:`.custom_events`). ``with_structured_output(schema, method=...)`` takes
+"function_calling", "json_mode" and "json_schema" (see :mod:`.structured`).
+``batch``/``abatch`` over a ``Replay`` reserve its next transcripts for their inputs, so the answers follow the inputs (see ``Replay.reserve``).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from ...backends.base import ChatRequest, new_request_id
 from ...policy import BoundTools
 from ...scheduler import Scheduler
 from ..common import ModelTurn, drive_async, drive_sync, resolve_scheduler
+from .custom_events import adispatch, dispatch, watch
 from .messages import final_chunk, message, stream_chunk
 from .structured import structured_output
 
@@ -209,14 +212,19 @@ class ChatConveyor(BaseChatModel):
         tools = kwargs.get("conveyor_tools")
         return ModelTurn(self.sched, self.backend, request, tool_format=self._format(),
                          tools=tools if isinstance(tools, BoundTools) else BoundTools(),
-                         approval_required=self.approval_required)
+                         approval_required=self.approval_required, model=self.model_name,
+                         tool_events=watch(run_manager))
 
-    async def _chunks(self, turn: ModelTurn) -> AsyncIterator[ChatGenerationChunk]:
-        """The one flow both drivers run: a chunk per delta with content, then the final one."""
+    async def _chunks(self, turn: ModelTurn) -> AsyncIterator[ChatGenerationChunk | None]:
+        """The one flow both drivers run: a chunk per delta with content, then the final one;
+        None for a delta without content after which custom events wait to be dispatched."""
+        watching = turn.tool_events
         async for delta, events in turn.events():
             chunk = stream_chunk(events)
             if chunk is not None:
                 yield chunk
+            elif watching is not None and watching.pending():
+                yield None
         assert turn.result is not None
         last = turn.final = ChatGenerationChunk(message=final_chunk(
             turn.result, self._format(), self.model_name))
@@ -226,30 +234,49 @@ class ChatConveyor(BaseChatModel):
                 run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any
                 ) -> Iterator[ChatGenerationChunk]:
         turn = self._turn(messages, stop, kwargs, run_manager)
+        watching = turn.tool_events
         for chunk in drive_sync(self.sched, lambda: self._chunks(turn), turn.abandon,
                                 turn.seen):
+            if watching is not None:
+                dispatch(run_manager, watching.drain())
+            if chunk is None:
+                continue
             if run_manager:
                 run_manager.on_llm_new_token(chunk.text, chunk=chunk)
             yield chunk
+        if watching is not None:
+            dispatch(run_manager, watching.end())
 
     async def _astream(self, messages: list[BaseMessage], stop: list[str] | None = None,
                        run_manager: AsyncCallbackManagerForLLMRun | None = None, **kwargs: Any
                        ) -> AsyncIterator[ChatGenerationChunk]:
         turn = self._turn(messages, stop, kwargs, run_manager)
+        watching = turn.tool_events
         async for chunk in drive_async(lambda: self._chunks(turn), turn.abandon,
-                                turn.seen):
+                                       turn.seen):
+            if watching is not None:
+                await adispatch(run_manager, watching.drain())
+            if chunk is None:
+                continue
             if run_manager:
                 await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
             yield chunk
+        if watching is not None:
+            await adispatch(run_manager, watching.end())
 
     def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None,
                   run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any
                   ) -> ChatResult:
         turn = self._turn(messages, stop, kwargs, run_manager)
+        watching = turn.tool_events
         for chunk in drive_sync(self.sched, lambda: self._chunks(turn), turn.abandon,
                                 turn.seen):
-            if run_manager and chunk.text:
+            if watching is not None:
+                dispatch(run_manager, watching.drain())
+            if run_manager and chunk is not None and chunk.text:
                 run_manager.on_llm_new_token(chunk.text, chunk=chunk)
+        if watching is not None:
+            dispatch(run_manager, watching.end())
         assert turn.result is not None
         return ChatResult(generations=[ChatGeneration(
             message=message(turn.result, self._format(), self.model_name))])
@@ -258,10 +285,15 @@ class ChatConveyor(BaseChatModel):
                          run_manager: AsyncCallbackManagerForLLMRun | None = None, **kwargs: Any
                          ) -> ChatResult:
         turn = self._turn(messages, stop, kwargs, run_manager)
+        watching = turn.tool_events
         async for chunk in drive_async(lambda: self._chunks(turn), turn.abandon,
-                                turn.seen):
-            if run_manager and chunk.text:
+                                       turn.seen):
+            if watching is not None:
+                await adispatch(run_manager, watching.drain())
+            if run_manager and chunk is not None and chunk.text:
                 await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
+        if watching is not None:
+            await adispatch(run_manager, watching.end())
         assert turn.result is not None
         return ChatResult(generations=[ChatGeneration(
             message=message(turn.result, self._format(), self.model_name))])

@@ -8,7 +8,9 @@ framework invokes it with a tool call (``ToolNode``, ``create_agent``, ``tool.in
 ``_run``/``_arun`` first claim the early result for that call id, as this very tool; with none,
 the tool runs as usual. Everything else (callbacks, validation, error handling, ``ToolMessage``
 formatting) stays LangChain's own; the ``ToolMessage`` also gets the call's final timings under
-``response_metadata["conveyor"]``. Example::
+``response_metadata["conveyor"]``. A result that became ready after the model's message ended
+is told (the ``conveyor_tool_result`` custom event, see :mod:`.custom_events`) from the tool's
+run, when it is claimed. Example::
 
     from langchain_core.tools import tool
     from conveyor_integrations import partial_tool
@@ -37,6 +39,8 @@ from ...errors import EarlyAbort
 from ...scheduler import Scheduler
 from ...spec import ToolSpec, spec_for_callable
 from ..common import keyword_view, resolve_scheduler, schema_fields
+from ..tool_events import claims, late_events
+from .custom_events import adispatch, dispatch
 
 __all__ = ["wrap_langchain_tool"]
 
@@ -161,8 +165,16 @@ def _partial_class(base: type[BaseTool], spec: ToolSpec, owner: Scheduler | None
                  run_manager: CallbackManagerForToolRun | None = None, **kwargs: Any) -> Any:
             current = _CURRENT.get()
             if current is not None and current[0] is not None:
-                found, value = resolve_scheduler(owner).claim(current[0], args=current[1],
-                                                              spec=spec)
+                sched = resolve_scheduler(owner)
+                with claims() as late:
+                    try:
+                        found, value = sched.claim(current[0], args=current[1], spec=spec)
+                    except BaseException as exc:
+                        if late:
+                            dispatch(run_manager, late_events(late, exc, sched.timing))
+                        raise
+                if late and found:
+                    dispatch(run_manager, late_events(late, None, sched.timing))
                 if found:
                     return value
             return super()._run(*args, **kwargs, **_forward(base_run_params, config, run_manager))
@@ -172,8 +184,16 @@ def _partial_class(base: type[BaseTool], spec: ToolSpec, owner: Scheduler | None
                         **kwargs: Any) -> Any:
             current = _CURRENT.get()
             if current is not None and current[0] is not None:
-                found, value = await resolve_scheduler(owner).aclaim(current[0], args=current[1],
-                                                                     spec=spec)
+                sched = resolve_scheduler(owner)
+                with claims() as late:
+                    try:
+                        found, value = await sched.aclaim(current[0], args=current[1], spec=spec)
+                    except BaseException as exc:
+                        if late:
+                            await adispatch(run_manager, late_events(late, exc, sched.timing))
+                        raise
+                if late and found:
+                    await adispatch(run_manager, late_events(late, None, sched.timing))
                 if found:
                     return value
             return await super()._arun(*args, **kwargs,

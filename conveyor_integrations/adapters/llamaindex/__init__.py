@@ -3,7 +3,9 @@
 * :class:`ConveyorLLM`, a ``FunctionCallingLLM`` over any backend of ours, for ``FunctionAgent``,
   ``AgentWorkflow`` and every other LlamaIndex component that takes an LLM;
 * ``partial_tool(tool)`` on a ``FunctionTool`` (see :mod:`.tools`);
-* :class:`ConveyorTurnEndEvent`, the instrumentation event with each turn's per-call timings.
+* :class:`ConveyorTurnEndEvent`, the instrumentation event with each turn's per-call timings;
+  :class:`ConveyorToolStartedEvent` and :class:`ConveyorToolResultEvent`, when an early tool
+  starts and when its result is ready (see :mod:`.instrumentation`).
 
 Example::
 
@@ -26,7 +28,9 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
                       "pip install 'conveyor-integrations[llamaindex]'") from exc
 
 from .convert import ConveyorTurnEndEvent
+from .instrumentation import ConveyorToolResultEvent, ConveyorToolStartedEvent
 from .llm import ConveyorLLM
 from .tools import ConveyorFunctionTool
 
-__all__ = ["ConveyorFunctionTool", "ConveyorLLM", "ConveyorTurnEndEvent"]
+__all__ = ["ConveyorFunctionTool", "ConveyorLLM", "ConveyorToolResultEvent",
+           "ConveyorToolStartedEvent", "ConveyorTurnEndEvent"]

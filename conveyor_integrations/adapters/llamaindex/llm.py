@@ -8,7 +8,9 @@ the sync ones on the scheduler's. The decorated tools the agent passes (``Functi
 ``ChatResponse`` is built once from the turn: tool calls in ``message.additional_kwargs
 ["tool_calls"]`` (as LlamaIndex's OpenAI integration stores them, plus ``ToolCallBlock``s), and
 per-call timings and the abort in ``additional_kwargs["conveyor"]`` and ``raw["conveyor"]``; a
-:class:`ConveyorTurnEndEvent` carries the same figures to instrumentation handlers. Example::
+:class:`ConveyorTurnEndEvent` carries the same figures to instrumentation handlers, and
+``ConveyorToolStartedEvent``/``ConveyorToolResultEvent`` tell them when each early tool starts
+and when its result is ready (see :mod:`.instrumentation`). Example::
 
     from llama_index.core.agent.workflow import FunctionAgent
     from conveyor_integrations.adapters.llamaindex import ConveyorLLM
@@ -56,6 +58,8 @@ from ...scheduler import Scheduler
 from ...turn import TurnResult
 from ..common import ModelTurn, drive_async, drive_sync, resolve_scheduler
 from .convert import ConveyorTurnEndEvent, ResponseBuilder, to_openai_messages, tool_selections
+from .instrumentation import dispatch as dispatch_tool_events
+from .instrumentation import watch
 from .tools import release_calls
 
 __all__ = ["ConveyorLLM"]
@@ -180,12 +184,15 @@ class ConveyorLLM(FunctionCallingLLM):
         tools = kwargs.get("conveyor_tools")
         return ModelTurn(self.sched, self.backend, request, tool_format=self._format(),
                          tools=tools if isinstance(tools, BoundTools) else BoundTools(),
-                         approval_required=self.approval_required)
+                         approval_required=self.approval_required, model=self.model,
+                         tool_events=watch())
 
     async def _items(self, turn: ModelTurn) -> AsyncIterator[_Item]:
-        """The one flow both drivers run: ``(events, None)`` per delta, then ``([], result)``."""
+        """The one flow both drivers run: ``(events, None)`` per delta (also an empty one when
+        tool events wait to be dispatched), then ``([], result)``."""
+        watching = turn.tool_events
         async for _, events in turn.events():
-            if events:
+            if events or (watching is not None and watching.pending()):
                 yield events, None
         result = turn.result
         assert result is not None
@@ -193,10 +200,18 @@ class ConveyorLLM(FunctionCallingLLM):
         turn.final = last
         yield last
 
+    @staticmethod
+    def _tell(turn: ModelTurn, end: bool = False) -> None:
+        """Dispatch the tool events queued so far (at the end: the last ones)."""
+        watching = turn.tool_events
+        if watching is not None:
+            dispatch_tool_events(watching.end() if end else watching.drain())
+
     def _end(self, builder: ResponseBuilder, result: TurnResult | None,
-             delta: str | None) -> ChatResponse:
+             delta: str | None, turn: ModelTurn) -> ChatResponse:
         if result is None:  # pragma: no cover - the turn always ends with its result
             raise RuntimeError("the model's stream ended without a result")
+        self._tell(turn, end=True)
         response = builder.final(result, delta=delta)
         dispatcher.event(ConveyorTurnEndEvent(**response.additional_kwargs["conveyor"]))
         return response
@@ -205,15 +220,17 @@ class ConveyorLLM(FunctionCallingLLM):
         turn, builder, final = self._turn(messages, kwargs), ResponseBuilder(self._format()), None
         for _, result in drive_sync(self.sched, lambda: self._items(turn), turn.abandon,
                                     turn.seen):
+            self._tell(turn)
             final = result or final
-        return self._end(builder, final, None)
+        return self._end(builder, final, None, turn)
 
     async def _achat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
         turn, builder, final = self._turn(messages, kwargs), ResponseBuilder(self._format()), None
         async for _, result in drive_async(lambda: self._items(turn), turn.abandon,
                                            turn.seen):
+            self._tell(turn)
             final = result or final
-        return self._end(builder, final, None)
+        return self._end(builder, final, None, turn)
 
     def _stream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseGen:
         turn = self._turn(messages, kwargs)
@@ -222,11 +239,12 @@ class ConveyorLLM(FunctionCallingLLM):
             builder, final = ResponseBuilder(self._format()), None
             for events, result in drive_sync(self.sched, lambda: self._items(turn),
                                              turn.abandon, turn.seen):
+                self._tell(turn)
                 chunk = builder.chunk(events) if result is None else None
                 if chunk is not None:
                     yield chunk
                 final = result or final
-            yield self._end(builder, final, "")
+            yield self._end(builder, final, "", turn)
 
         return gen()
 
@@ -238,11 +256,12 @@ class ConveyorLLM(FunctionCallingLLM):
             builder, final = ResponseBuilder(self._format()), None
             async for events, result in drive_async(lambda: self._items(turn), turn.abandon,
                                                     turn.seen):
+                self._tell(turn)
                 chunk = builder.chunk(events) if result is None else None
                 if chunk is not None:
                     yield chunk
                 final = result or final
-            yield self._end(builder, final, "")
+            yield self._end(builder, final, "", turn)
 
         return gen()
 

@@ -6,7 +6,8 @@ callbacks and partial params). LlamaIndex agents call ``tool.acall(**kwargs)`` w
 id, so ``call``/``acall`` first claim the early result by tool name and canonical arguments,
 exactly once (two identical calls in one message each get their own result); with no early
 result the tool runs as usual. A call stopped by ``EarlyAbort`` yields a ``ToolOutput`` whose
-content is the abort's reason, with ``is_error=True``. Example::
+content is the abort's reason, with ``is_error=True``. A result that became ready after the
+model's message ended is told (a ``ConveyorToolResultEvent``) when the tool claims it. Example::
 
     from llama_index.core.tools import FunctionTool
     from conveyor_integrations import partial_tool
@@ -33,6 +34,8 @@ from ...scheduler import Scheduler
 from ...spec import ToolSpec, spec_for_callable
 from ...store import ABORTED_AND_GONE
 from ..common import keyword_view, resolve_scheduler, schema_fields
+from ..tool_events import claims, late_events
+from .instrumentation import dispatch
 
 __all__ = ["ConveyorFunctionTool", "release_calls", "wrap_llamaindex_tool"]
 
@@ -48,6 +51,32 @@ def release_calls(sched: Scheduler, call_ids: Iterable[str]) -> None:
 
 
 def _claim(sched: Scheduler, spec: ToolSpec, args: dict[str, Any]) -> tuple[bool, Any]:
+    with claims() as late:
+        try:
+            found, value = _claim_once(sched, spec, args)
+        except BaseException as exc:
+            if late:
+                dispatch(late_events(late, exc, sched.timing))
+            raise
+    if late and found:
+        dispatch(late_events(late, None, sched.timing))
+    return found, value
+
+
+async def _aclaim(sched: Scheduler, spec: ToolSpec, args: dict[str, Any]) -> tuple[bool, Any]:
+    with claims() as late:
+        try:
+            found, value = await _aclaim_once(sched, spec, args)
+        except BaseException as exc:
+            if late:
+                dispatch(late_events(late, exc, sched.timing))
+            raise
+    if late and found:
+        dispatch(late_events(late, None, sched.timing))
+    return found, value
+
+
+def _claim_once(sched: Scheduler, spec: ToolSpec, args: dict[str, Any]) -> tuple[bool, Any]:
     call_id = sched.store.aborted_call(spec.name, spec.tool_args(args))
     try:
         if call_id is not None:     # never the body on a truncated call
@@ -61,7 +90,8 @@ def _claim(sched: Scheduler, spec: ToolSpec, args: dict[str, Any]) -> tuple[bool
         return False, None
 
 
-async def _aclaim(sched: Scheduler, spec: ToolSpec, args: dict[str, Any]) -> tuple[bool, Any]:
+async def _aclaim_once(sched: Scheduler, spec: ToolSpec,
+                       args: dict[str, Any]) -> tuple[bool, Any]:
     call_id = sched.store.aborted_call(spec.name, spec.tool_args(args))
     try:
         if call_id is not None:
