@@ -114,7 +114,7 @@ def strategies_of_tools(tools: Iterable[Any]) -> dict[str, Strategy]:
                                                        None) or getattr(tool, "__name__", None)
         if spec is None:
             if isinstance(name, str):
-                out[name] = Strategy("complete", source="tools")
+                out[name] = Strategy("complete", source="not decorated")
             continue
         kind, fields = spec.starts_on
         if kind == "custom":

@@ -70,7 +70,7 @@ def test_estimated_savings_agree_with_the_benchmark(
     search, script, answer = est["turns"]
     assert [(c["name"], c["strategy"]) for c in search["calls"]] == [
         ("web_search", "start on query (from its partial_tool)"),
-        ("save_note", "on its complete call (from its partial_tool)")]
+        ("save_note", "on its complete call (not decorated)")]
     assert [(c["name"], c["pieces"]) for c in script["calls"]] == [("run_lines", 5)]
     assert answer["calls"] == []
     assert search["calls"][0]["tool_s"] >= at.SEARCH_S
