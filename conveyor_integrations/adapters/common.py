@@ -30,7 +30,7 @@ from typing import Any, TypeVar
 
 from ..backends.base import Backend, ChatRequest, Delta
 from ..events import Event
-from ..otel import chat_span
+from ..otel_chat import chat_span
 from ..parsing import get_parser
 from ..policy import BoundTools
 from ..scheduler import Scheduler, default_scheduler

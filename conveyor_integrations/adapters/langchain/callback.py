@@ -35,7 +35,7 @@ from langchain_core.callbacks import BaseCallbackHandler, CallbackManager
 from langchain_core.runnables.config import ensure_config, get_callback_manager_for_config
 
 from ...errors import EarlyAbort
-from ...otel import ChatSpan, chat_span
+from ...otel_chat import ChatSpan, chat_span
 from ...parsing import get_parser
 from ...parsing.base import ToolCallParser
 from ...policy import BoundTools

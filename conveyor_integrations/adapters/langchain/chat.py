@@ -41,7 +41,7 @@ from ...backends.base import ChatRequest, new_request_id
 from ...policy import BoundTools
 from ...scheduler import Scheduler
 from ..common import ModelTurn, drive_async, drive_sync, resolve_scheduler
-from .custom_events import adispatch, dispatch, watch
+from .custom_events import adispatch, dispatch, relay, watch
 from .messages import final_chunk, message, stream_chunk
 from .structured import structured_output
 
@@ -200,8 +200,9 @@ class ChatConveyor(BaseChatModel):
     # -- one turn ------------------------------------------------------------------------------
     def _turn(self, messages: list[BaseMessage], stop: list[str] | None,
               kwargs: dict[str, Any],
-              run_manager: CallbackManagerForLLMRun | AsyncCallbackManagerForLLMRun | None
-              ) -> ModelTurn:
+              run_manager: CallbackManagerForLLMRun | AsyncCallbackManagerForLLMRun | None, *,
+              is_async: bool) -> tuple[ModelTurn, Any]:
+        """The turn, and where its custom events go (see ``custom_events.relay``)."""
         sampling = self._sampling(stop)
         sampling.update({k: v for k, v in kwargs.items() if k not in _NOT_SAMPLING})
         planned = self._planned.pop(run_manager.run_id, None) if run_manager else None
@@ -209,11 +210,11 @@ class ChatConveyor(BaseChatModel):
                               tools=list(kwargs.get("tools") or ()),
                               tool_choice=kwargs.get("tool_choice"), sampling=sampling,
                               request_id=planned or new_request_id())
-        tools = kwargs.get("conveyor_tools")
+        tools, events_to = kwargs.get("conveyor_tools"), relay(run_manager, is_async=is_async)
         return ModelTurn(self.sched, self.backend, request, tool_format=self._format(),
                          tools=tools if isinstance(tools, BoundTools) else BoundTools(),
                          approval_required=self.approval_required, model=self.model_name,
-                         tool_events=watch(run_manager))
+                         tool_events=watch(events_to)), events_to
 
     async def _chunks(self, turn: ModelTurn) -> AsyncIterator[ChatGenerationChunk | None]:
         """The one flow both drivers run: a chunk per delta with content, then the final one;
@@ -233,50 +234,50 @@ class ChatConveyor(BaseChatModel):
     def _stream(self, messages: list[BaseMessage], stop: list[str] | None = None,
                 run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any
                 ) -> Iterator[ChatGenerationChunk]:
-        turn = self._turn(messages, stop, kwargs, run_manager)
+        turn, events_to = self._turn(messages, stop, kwargs, run_manager, is_async=False)
         watching = turn.tool_events
         for chunk in drive_sync(self.sched, lambda: self._chunks(turn), turn.abandon,
                                 turn.seen):
             if watching is not None:
-                dispatch(run_manager, watching.drain())
+                dispatch(events_to, watching.drain())
             if chunk is None:
                 continue
             if run_manager:
                 run_manager.on_llm_new_token(chunk.text, chunk=chunk)
             yield chunk
         if watching is not None:
-            dispatch(run_manager, watching.end())
+            dispatch(events_to, watching.end())
 
     async def _astream(self, messages: list[BaseMessage], stop: list[str] | None = None,
                        run_manager: AsyncCallbackManagerForLLMRun | None = None, **kwargs: Any
                        ) -> AsyncIterator[ChatGenerationChunk]:
-        turn = self._turn(messages, stop, kwargs, run_manager)
+        turn, events_to = self._turn(messages, stop, kwargs, run_manager, is_async=True)
         watching = turn.tool_events
         async for chunk in drive_async(lambda: self._chunks(turn), turn.abandon,
                                        turn.seen):
             if watching is not None:
-                await adispatch(run_manager, watching.drain())
+                await adispatch(events_to, watching.drain())
             if chunk is None:
                 continue
             if run_manager:
                 await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
             yield chunk
         if watching is not None:
-            await adispatch(run_manager, watching.end())
+            await adispatch(events_to, watching.end())
 
     def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None,
                   run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any
                   ) -> ChatResult:
-        turn = self._turn(messages, stop, kwargs, run_manager)
+        turn, events_to = self._turn(messages, stop, kwargs, run_manager, is_async=False)
         watching = turn.tool_events
         for chunk in drive_sync(self.sched, lambda: self._chunks(turn), turn.abandon,
                                 turn.seen):
             if watching is not None:
-                dispatch(run_manager, watching.drain())
+                dispatch(events_to, watching.drain())
             if run_manager and chunk is not None and chunk.text:
                 run_manager.on_llm_new_token(chunk.text, chunk=chunk)
         if watching is not None:
-            dispatch(run_manager, watching.end())
+            dispatch(events_to, watching.end())
         assert turn.result is not None
         return ChatResult(generations=[ChatGeneration(
             message=message(turn.result, self._format(), self.model_name))])
@@ -284,16 +285,16 @@ class ChatConveyor(BaseChatModel):
     async def _agenerate(self, messages: list[BaseMessage], stop: list[str] | None = None,
                          run_manager: AsyncCallbackManagerForLLMRun | None = None, **kwargs: Any
                          ) -> ChatResult:
-        turn = self._turn(messages, stop, kwargs, run_manager)
+        turn, events_to = self._turn(messages, stop, kwargs, run_manager, is_async=True)
         watching = turn.tool_events
         async for chunk in drive_async(lambda: self._chunks(turn), turn.abandon,
                                        turn.seen):
             if watching is not None:
-                await adispatch(run_manager, watching.drain())
+                await adispatch(events_to, watching.drain())
             if run_manager and chunk is not None and chunk.text:
                 await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
         if watching is not None:
-            await adispatch(run_manager, watching.end())
+            await adispatch(events_to, watching.end())
         assert turn.result is not None
         return ChatResult(generations=[ChatGeneration(
             message=message(turn.result, self._format(), self.model_name))])
