@@ -74,7 +74,8 @@ class JsonScanner:
     ``feed(text)`` returns how many characters of ``text`` it used: all of them while the
     value is open, fewer once it ends (the rest is trailing text) or fails (the index of the
     offending character). Values are reported through the callbacks the moment they are final:
-    a string at its closing quote, a number or literal at its delimiter, a container at its
+    a string at its closing quote, a number at its delimiter, ``true``/``false``/``null`` at
+    their last character (nothing can extend them), a container at its
     closing bracket. Strings whose path is in :attr:`stream_paths` also report their decoded
     content fragment by fragment. ``depth_offset`` containers around the value of interest
     (e.g. a ``{"name": ..., "arguments": ...}`` wrapper) do not count towards ``max_depth``.
@@ -290,6 +291,8 @@ class JsonScanner:
                         raise JsonSyntaxError("lone surrogate in string", e)
             else:
                 dec = seg
+                if not seg.isascii() and _LONE.search(seg):    # raw, as escaped
+                    raise JsonSyntaxError("lone surrogate in string", e)
             if dec:
                 if self._spath is not None:
                     self._on_chunk(self._spath, dec)  # type: ignore[misc]
@@ -302,7 +305,10 @@ class JsonScanner:
                 dec = "".join(self._parts)
                 self._parts = []
             if self._is_key:
-                self._stack[-1].key = dec
+                fr = self._stack[-1]
+                if dec in fr.container:     # a member reported final would not be
+                    raise JsonSyntaxError(f"duplicate key {dec!r}", e)
+                fr.key = dec
                 self._state = _COLON
             else:
                 self._state = self._put(dec)

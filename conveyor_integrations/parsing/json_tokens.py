@@ -34,8 +34,11 @@ class JsonSyntaxError(Exception):
 def read_scalar(s: str, pos: int) -> tuple[Any, int] | None:
     """The number or literal at ``s[pos]`` and where it ends, or None if ``s`` ends first.
 
-    A scalar is final only once the character after it is seen, and that character must be a
+    A number is final only once the character after it is seen, and that character must be a
     delimiter (whitespace, ``,``, ``]``, ``}``); anything else raises :class:`JsonSyntaxError`.
+    ``true``, ``false`` and ``null`` are final at their last character; what follows them is
+    the caller's to check, as after a string or a container, so ``truex`` fails the same way
+    however it is cut into chunks.
     """
     n = len(s)
     ch = s[pos]
@@ -57,10 +60,8 @@ def read_scalar(s: str, pos: int) -> tuple[Any, int] | None:
         raise JsonSyntaxError(f"unexpected character {ch!r}", pos)
     word, value = lit
     end = pos + len(word)
-    if end < n and s.startswith(word, pos):
-        if s[end] not in _DELIM:
-            raise JsonSyntaxError(f"invalid literal (expected {word!r})", pos)
-        return value, end
+    if end <= n and s.startswith(word, pos):
+        return value, end           # final at its last character: nothing extends a literal
     if end >= n and word.startswith(s[pos:]):
         return None
     raise JsonSyntaxError(f"invalid literal (expected {word!r})", pos)

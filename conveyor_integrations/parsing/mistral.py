@@ -1,7 +1,9 @@
 """Mistral tool calls: ``[TOOL_CALLS][{"name": ..., "arguments": {...}}, ...]``.
 
 The newer ``[TOOL_CALLS]name[ARGS]{...}`` form (optionally ``name[CALL_ID]id[ARGS]{...}``) is
-accepted too. Text before ``[TOOL_CALLS]`` is model text. Example::
+accepted too, and so are the two forms vLLM's Mistral parser also takes: one bare call object,
+``[TOOL_CALLS]{"name": ..., "arguments": {...}}``, and ``[TOOL_CALLS]name{...}`` without
+``[ARGS]``. Text before ``[TOOL_CALLS]`` is model text. Example::
 
     >>> p = MistralParser(id_prefix="d")
     >>> evs = p.feed('Ok [TOOL_CALLS][{"name": "f", "arguments": {"a": 1}}]')
@@ -22,7 +24,8 @@ __all__ = ["MistralParser"]
 
 _TAG = "[TOOL_CALLS]"
 _WS = re.compile(r"[ \t\n\r]*")
-_NAME_FORM = re.compile(r"([A-Za-z0-9_.\-]+)(?:\[CALL_ID\]([A-Za-z0-9_\-]+))?\[ARGS\]")
+_NAME_FORM = re.compile(r"([A-Za-z0-9_.\-]+)(?:(?:\[CALL_ID\]([A-Za-z0-9_\-]+))?\[ARGS\]"
+                        r"|(?=[ \t\n\r]*\{))")
 _NAME_CHARS = re.compile(r"[A-Za-z0-9_.\-\[\]]*")
 _MAX_NAME = 512
 _TEXT, _MODE, _NAME, _ITEM, _FIRST_ITEM, _NEXT, _CALL, _DROP = range(8)
@@ -90,8 +93,8 @@ class MistralParser(ParserBase):
                     self._state = _CALL
                     pos = m.end()
                     continue
-                if (_NAME_CHARS.match(text, pos).end() < n  # type: ignore[union-attr]
-                        or n - pos > _MAX_NAME):
+                k = _NAME_CHARS.match(text, pos).end()  # type: ignore[union-attr]
+                if _WS.match(text, k).end() < n or n - pos > _MAX_NAME:  # type: ignore[union-attr]
                     self._malformed("expected name[ARGS]{...} after [TOOL_CALLS]")
                     continue
                 self._hold = text[pos:]
@@ -107,6 +110,12 @@ class MistralParser(ParserBase):
                     if c == "[":
                         self._state = _FIRST_ITEM
                         pos += 1
+                    elif c == "{":              # one bare call object
+                        index = self._next_index()
+                        self._call = CallAssembler(self, index, self.new_id(index),
+                                                   wrapper=True)
+                        self._in_list = False
+                        self._state = _CALL
                     else:
                         self._state = _NAME
                 elif state == _NEXT:

@@ -140,6 +140,38 @@ def test_malformed_call_cancels_early_execution(sched: Scheduler) -> None:
     wait_for(lambda: loop_tasks(sched) == 0)
 
 
+def test_a_repeated_key_is_malformed_and_cancels_what_started_on_its_first_value(
+        sched: Scheduler) -> None:
+    from conveyor_integrations.parsing import get_parser
+
+    cancelled, started = threading.Event(), threading.Event()
+    seen: list[int] = []
+
+    @partial_tool(start_on=["x"])
+    async def slow(x: int) -> int:
+        seen.append(x)
+        started.set()
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+        return x
+
+    parser = get_parser("hermes")
+    s = sched.session(tools=[slow])
+    s.handle(parser.feed('<tool_call>{"name": "slow", "arguments": {"x": 1, '))
+    assert started.wait(5) and seen == [1]              # started on the first value
+    events = parser.feed('"x": 2}}</tool_call>') + parser.close()
+    s.handle(events)
+    (bad,) = [e for e in events if isinstance(e, CallMalformed)]
+    assert "duplicate key 'x'" in bad.reason
+    assert not any(isinstance(e, CallDone) for e in events)
+    assert cancelled.wait(5) and seen == [1]            # cancelled, never run on 2
+    assert sched.claim(bad.id) == (False, None)
+    wait_for(lambda: loop_tasks(sched) == 0)
+
+
 def test_stream_failure_cancels_every_execution_of_the_request(sched: Scheduler) -> None:
     @partial_tool(start_on=["x"])
     async def slow(x: int) -> int:

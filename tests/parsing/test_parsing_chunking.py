@@ -111,16 +111,21 @@ def test_llama3_chunking(data: st.DataObject, unit: str) -> None:
 def test_mistral_chunking(data: st.DataObject, unit: str) -> None:
     before = data.draw(MISTRAL_PROSE)
     expected, objs = [], []
-    list_form = data.draw(BOOL)
+    form = data.draw(st.sampled_from(["list", "args", "brace", "bare"]))
     for _ in range(data.draw(COUNT_1_3)):
         name = data.draw(NAMES)
         args = call_args(data, name)
         expected.append((name, args))
-        objs.append({"name": name, "arguments": args} if list_form else (name, args))
-    if list_form:
-        text = before + "[TOOL_CALLS]" + draw_dumps(data, objs)
-    else:
-        text = before + "".join(f"[TOOL_CALLS]{n}[ARGS]" + draw_dumps(data, a) for n, a in objs)
+        objs.append((name, args))
+    if form == "list":
+        text = before + "[TOOL_CALLS]" + draw_dumps(
+            data, [{"name": n, "arguments": a} for n, a in objs])
+    elif form == "bare":            # vLLM's parser takes one object without the list
+        text = before + "".join("[TOOL_CALLS]" + draw_dumps(data, {"name": n, "arguments": a})
+                                for n, a in objs)
+    else:                           # name[ARGS]{...}, or name{...} without [ARGS]
+        sep = "[ARGS]" if form == "args" else data.draw(st.sampled_from(["", " "]))
+        text = before + "".join(f"[TOOL_CALLS]{n}{sep}" + draw_dumps(data, a) for n, a in objs)
     expected = [(n, json.loads(json.dumps(a))) for n, a in expected]
     events = check_invariance("mistral", text, data, unit)
     check_calls(events, expected)

@@ -245,6 +245,21 @@ def test_mistral_forms() -> None:
         CallDone(0, "abc123XYZ", "get_w", {"c": "P"}), CallDone(1, "call_t_1", "h", {})]
 
 
+def test_mistral_forms_vllm_also_accepts() -> None:
+    evs = feed_all(MistralParser(id_prefix="t"),
+                   ['Ok [TOOL_CALLS]{"name": "a", "arguments": {"x": 1}} then'])
+    check_grammar(evs)
+    assert [e for e in evs if isinstance(e, CallDone)] == [CallDone(0, "call_t_0", "a", {"x": 1})]
+    assert text_of(evs) == "Ok  then"
+    for pieces in (['[TOOL_CALLS]get_w{"c": "P"}[TOOL_CALLS]h {}'],
+                   ["[TOOL_CALLS]get_", "w", ' {"c"', ': "P"}[TOOL_CALLS]h', " ", "{}"]):
+        evs = feed_all(MistralParser(id_prefix="t"), pieces)
+        check_grammar(evs)
+        assert [e for e in evs if isinstance(e, CallDone)] == [
+            CallDone(0, "call_t_0", "get_w", {"c": "P"}), CallDone(1, "call_t_1", "h", {})]
+        assert any(isinstance(e, FieldDone) and e.path == ("c",) for e in evs)
+
+
 def test_mistral_malformed() -> None:
     for text in ["[TOOL_CALLS][oops]", "[TOOL_CALLS]", "[TOOL_CALLS] na me[ARGS]{}",
                  '[TOOL_CALLS][{"name": "a", "arguments": {']:

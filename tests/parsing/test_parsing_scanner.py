@@ -156,7 +156,12 @@ def test_escapes_split_everywhere(s: str) -> None:
     ('{"a": NaN}', "unexpected character"),
     ('{"a": -Infinity}', "invalid number"),
     ('{"a": tru}', "invalid literal"),
-    ('{"a": truex}', "invalid literal"),
+    ('{"a": truex}', "expected ','"),
+    ('{"a": nullnull}', "expected ','"),
+    ('{"q": "first", "q": "a"}', "duplicate key 'q'"),
+    ('{"a": {"b": 1, "b": 1}}', "duplicate key 'b'"),
+    ('{"a": "\ud83d"}', "lone surrogate"),         # a raw lone high surrogate
+    ('{"a": "x\ude00y"}', "lone surrogate"),       # a raw lone low surrogate
     ('{"a" 1}', "expected ':'"),
     ("{'a': 1}", "expected a string key"),
     ('[1, 2]', "expected a JSON object"),
@@ -164,6 +169,8 @@ def test_escapes_split_everywhere(s: str) -> None:
     ('{"a": 1} ', None),
 ])
 def test_strict_rejections(text: str, reason: str | None) -> None:
+    """Rejected whole or one character at a time, with the same reason; escaped and raw lone
+    surrogates alike; a repeated key (whose first value was reported final) is malformed."""
     for pieces in ([text], list(text)):
         sc = JsonScanner()
         for p in pieces:
@@ -182,8 +189,8 @@ def test_number_final_only_at_delimiter() -> None:
     assert rec.events == []
     rec.feed([" , "])
     assert rec.events == [("member", ("a",), 123)]
-    rec.feed(['"b": tr', "ue"])
-    assert len(rec.events) == 1
+    rec.feed(['"b": tr', "ue"])              # a literal needs no delimiter: nothing extends it
+    assert rec.events == [("member", ("a",), 123), ("member", ("b",), True)]
     rec.feed(["}"])
     assert rec.events == [("member", ("a",), 123), ("member", ("b",), True)]
     assert rec.scanner.done
@@ -222,3 +229,26 @@ def test_errors_never_raise_and_feed_after_end_is_zero() -> None:
     bad = JsonScanner()
     bad.feed("\x00\x01{")
     assert bad.failed and bad.feed("{}") == 0
+
+
+def test_literals_are_final_at_their_last_character() -> None:
+    seen: list[tuple[Any, Any]] = []
+    sc = JsonScanner(on_member=lambda path, value: seen.append((path, value)))
+    sc.feed('{"a": tru')
+    assert seen == []
+    sc.feed('e')
+    assert seen == [(("a",), True)]
+    sc.feed(', "b": nul')
+    sc.feed('l')
+    assert seen[-1] == (("b",), None)
+    sc.feed(', "c": fals')
+    sc.feed('e')
+    assert seen[-1] == (("c",), False)
+    sc.feed("}")
+    assert sc.done and sc.value == {"a": True, "b": None, "c": False}
+
+
+def test_the_same_key_in_different_objects_is_not_a_duplicate() -> None:
+    sc = JsonScanner()
+    sc.feed('{"a": {"k": 1}, "b": {"k": 2}, "k": [{"k": 3}, {"k": 4}]}')
+    assert sc.done and sc.value["k"] == [{"k": 3}, {"k": 4}]
