@@ -34,8 +34,8 @@ def test_adapter_names() -> None:
     from conveyor_integrations.adapters.langchain import ChatConveyor, ConveyorCallbackHandler
     from conveyor_integrations.adapters.llamaindex import ConveyorLLM
 
-    assert ChatConveyor.model_fields["tool_format"].default is None
-    assert ConveyorLLM.model_fields["tool_format"].default is None
+    assert ChatConveyor.model_fields["tool_format"].default == "auto"     # the design's default
+    assert ConveyorLLM.model_fields["tool_format"].default == "auto"
     assert "tools" in inspect.signature(ConveyorCallbackHandler).parameters
 
 

@@ -28,7 +28,7 @@ import queue
 from collections.abc import AsyncIterator, Callable, Collection, Iterator, Mapping
 from typing import Any, TypeVar
 
-from ..backends.base import Backend, ChatRequest, Delta
+from ..backends.base import Backend, ChatRequest, Delta, auto_tool_format
 from ..events import Event
 from ..otel_chat import chat_span
 from ..parsing import get_parser
@@ -38,13 +38,29 @@ from ..session import RequestSession
 from ..turn import TurnCollector, TurnResult, stream_turn
 from .tool_events import ToolEvents
 
-__all__ = ["ModelTurn", "drive_async", "drive_sync", "keyword_view", "resolve_scheduler",
-           "schema_fields"]
+__all__ = ["ModelTurn", "check_tool_format", "drive_async", "drive_sync", "keyword_view",
+           "resolve_scheduler", "schema_fields"]
 
 T = TypeVar("T")
 _log = logging.getLogger("conveyor_integrations")
 _ITEM, _ERROR, _END = 0, 1, 2
 _NOT_YET = object()
+
+
+def check_tool_format(name: Any) -> None:
+    """A model's ``tool_format`` is "auto", None or a registered format: else a ``ValueError``
+    when the model is made, naming the formats (never at its first turn).
+
+    >>> check_tool_format("xml")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: unknown tool_format 'xml': use "auto" (the default) or one of fenced_code, ...
+    """
+    from ..parsing import PARSERS
+
+    if name is not None and name != "auto" and name not in PARSERS:
+        raise ValueError(f"unknown tool_format {name!r}: use \"auto\" (the default) or one of "
+                         f"{', '.join(sorted(PARSERS))}")
 
 
 def resolve_scheduler(scheduler: Scheduler | None) -> Scheduler:
@@ -57,7 +73,8 @@ class ModelTurn:
 
     ``events()`` yields ``(delta, events)`` and ends with ``(None, close_events)``; ``result``
     is the :class:`TurnResult` once the stream ended. ``abandon()`` cancels the request's early
-    executions unless the turn's result reached the caller (``delivered``). ``tool_events``
+    executions unless the turn's result reached the caller (``delivered``). ``tool_format``
+    "auto" becomes the backend's format when the stream starts (:func:`auto_tool_format`). ``tool_events``
     watches the request for the framework's events (the adapter drains it on its own thread).
     Made on the caller's thread: while :mod:`~conveyor_integrations.otel` traces, the turn's
     ``chat {model}`` span is a child of the OpenTelemetry context current there, and it is the
@@ -85,6 +102,8 @@ class ModelTurn:
             observers=() if self.tool_events is None else (self.tool_events,))
 
     async def events(self) -> AsyncIterator[tuple[Delta | None, list[Event]]]:
+        if self.tool_format == "auto":      # resolved once, before the first token
+            self.tool_format = await auto_tool_format(self.backend)
         names = [t["function"]["name"] for t in self.request.tools]
         parser = get_parser(self.tool_format, tools=names or None, streams=self.tools.streams())
         chat = self.chat

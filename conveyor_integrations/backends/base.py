@@ -27,7 +27,8 @@ from typing import Any, Protocol, TypeAlias, runtime_checkable
 
 from ..errors import ConveyorError
 
-__all__ = ["Backend", "BackendError", "ChatRequest", "Delta", "new_request_id"]
+__all__ = ["Backend", "BackendError", "ChatRequest", "Delta", "auto_tool_format",
+           "new_request_id"]
 
 Delta: TypeAlias = str | dict[str, Any]
 
@@ -59,7 +60,9 @@ class ChatRequest:
 
 @runtime_checkable
 class Backend(Protocol):
-    """A token source. ``default_tool_format`` names the parser that reads its stream."""
+    """A token source. ``default_tool_format`` names the parser that reads its stream; a
+    backend that can tell better once started (``VLLMEngine``, from its chat template) also has
+    ``async detect_tool_format() -> str`` (see :func:`auto_tool_format`)."""
 
     default_tool_format: str
 
@@ -70,3 +73,18 @@ class Backend(Protocol):
     async def aclose(self) -> None:
         """Release the engine, client or server connection."""
         ...
+
+
+async def auto_tool_format(backend: Any) -> str:
+    """The format ``tool_format="auto"`` picks for ``backend``: its ``detect_tool_format()``
+    where it has one, else its ``default_tool_format``.
+
+    >>> import asyncio
+    >>> from conveyor_integrations.backends import Replay
+    >>> asyncio.run(auto_tool_format(Replay("hi"))), asyncio.run(auto_tool_format(Replay([{}])))
+    ('hermes', 'openai')
+    """
+    detect = getattr(backend, "detect_tool_format", None)
+    if detect is not None:
+        return str(await detect())
+    return str(getattr(backend, "default_tool_format", "hermes"))

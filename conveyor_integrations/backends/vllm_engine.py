@@ -41,6 +41,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import logging
 import os
 import threading
 import time
@@ -57,6 +58,7 @@ from .vllm_prompt import (
     hermes_messages,
     native_messages,
     sampling_params,
+    template_tool_format,
     tool_rendering,
     tools_prompt,
 )
@@ -102,6 +104,7 @@ class VLLMEngine:
         self._started: concurrent.futures.Future[None] | None = None
         self._engine: Any = None
         self._tool_rendering: str | None = "system"
+        self._auto_format: str | None = None
         self._warned_tools = False
         self._cancel_exit: Callable[[], None] | None = None
         self._stats = {"generation_tokens": 0, "running_requests": 0, "waiting_requests": 0}
@@ -156,6 +159,20 @@ class VLLMEngine:
             lambda messages, tools=None: tok.apply_chat_template(messages, tools=tools,
                                                                  tokenize=False))
         self.start_seconds = time.monotonic() - t0
+
+    async def detect_tool_format(self) -> str:
+        """The format ``tool_format="auto"`` reads this engine's stream with (see
+        :func:`~.vllm_prompt.template_tool_format`; starts the engine; logs its choice once).
+        Raises ``UnknownToolFormat`` (a ``ValueError``) naming the formats when it cannot tell."""
+        await self.start()
+        if self._auto_format is None:
+            template = getattr(self._engine.get_tokenizer(), "chat_template", None)
+            self._auto_format = template_tool_format(template, self._tool_rendering)
+            logging.getLogger("conveyor_integrations").info(
+                "tool_format auto: %s (%s)", self._auto_format,
+                "from the model's chat template" if self._tool_rendering == "native"
+                else "tools shown as Hermes text in a system message")
+        return self._auto_format
 
     def _stat_loggers(self) -> list[Any]:
         """A vLLM stat logger that counts decoded tokens (unstable vLLM interface: best effort)."""

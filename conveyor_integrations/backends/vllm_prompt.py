@@ -42,6 +42,7 @@ __all__ = [
     "hermes_messages",
     "native_messages",
     "sampling_params",
+    "template_tool_format",
     "text_content",
     "tool_rendering",
     "tools_prompt",
@@ -199,3 +200,25 @@ def tool_rendering(render: Render) -> Literal["native", "system"] | None:
         if name in render(hermes_messages(probe, PROBE_TOOLS), tools=None):
             return "system"
     return None
+
+
+def template_tool_format(template: Any, rendering: str | None) -> str:
+    """The ``tool_format`` that ``"auto"`` picks for a model with this chat template (a string,
+    or a tokenizer's dict of named templates) shown tools as ``rendering`` says: Hermes where
+    the tools go in a system message (:func:`hermes_messages` asks for ``<tool_call>`` JSON),
+    else the format the template itself asks for
+    (:func:`~conveyor_integrations.parsing.detect.format_from_template`, which raises
+    ``UnknownToolFormat`` when it cannot tell).
+
+    >>> template_tool_format("{{ messages }}", "system")
+    'hermes'
+    >>> template_tool_format({"default": "[TOOL_CALLS] {{ tools }}"}, "native")
+    'mistral'
+    """
+    if rendering != "native":
+        return "hermes"
+    from ..parsing.detect import format_from_template
+
+    if isinstance(template, Mapping):
+        template = "\n".join(str(t) for t in template.values())
+    return format_from_template(str(template or ""))

@@ -12,7 +12,8 @@ One module per wire format, all with the same interface (:class:`ToolCallParser`
 
 Formats: ``openai`` (streamed ``tool_calls`` deltas), ``hermes`` (``<tool_call>`` JSON, Qwen),
 ``llama3_json``, ``mistral`` (``[TOOL_CALLS]``), ``fenced_code`` (```` ```python ```` blocks
-as calls), ``plan`` (LLMCompiler-style numbered plans).
+as calls), ``plan`` (LLMCompiler-style numbered plans). :mod:`.detect` chooses one for
+``tool_format="auto"`` from a chat template or a model name.
 """
 
 from __future__ import annotations

@@ -63,6 +63,9 @@ async def _settle(engine: Any, wait: float = 0.4) -> dict[str, int]:
 
 async def test_streams_text_then_a_final_dict(vllm_engine: Any) -> None:
     assert isinstance(vllm_engine, Backend) and vllm_engine.default_tool_format == "hermes"
+    # auto: the bundled model's template has no tool section, so the tools go in a system
+    # message that asks for <tool_call> JSON
+    assert await vllm_engine.detect_tool_format() == "hermes"
     req = _user("What is the capital of France?", sampling={"max_tokens": 24, "temperature": 0.0})
     out = [d async for d in vllm_engine.stream(req)]
     *texts, final = out

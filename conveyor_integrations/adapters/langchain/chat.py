@@ -40,7 +40,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 from ...backends.base import ChatRequest, new_request_id
 from ...policy import BoundTools
 from ...scheduler import Scheduler
-from ..common import ModelTurn, drive_async, drive_sync, resolve_scheduler
+from ..common import ModelTurn, check_tool_format, drive_async, drive_sync, resolve_scheduler
 from .custom_events import adispatch, dispatch, relay, watch
 from .messages import final_chunk, message, stream_chunk
 from .structured import structured_output
@@ -55,7 +55,9 @@ class ChatConveyor(BaseChatModel):
     """A drop-in LangChain chat model whose decorated tools start while it decodes.
 
     ``backend`` is a ``Replay``, ``VLLMEngine`` or ``OpenAICompatible``; ``tool_format`` picks the
-    parser (None: the backend's default); other keywords are sampling parameters passed through.
+    parser ("auto", the default: chosen from the backend, for ``VLLMEngine`` from the model's chat
+    template; see :mod:`conveyor_integrations.parsing.detect`); other keywords are sampling
+    parameters passed through.
     ``approval_required`` names tools that a human approves (HITL): they never start early.
     """
 
@@ -63,7 +65,7 @@ class ChatConveyor(BaseChatModel):
 
     backend: Any
     """The token source (a ``conveyor_integrations.backends`` object)."""
-    tool_format: str | None = None
+    tool_format: str | None = "auto"
     scheduler: Any = Field(default=None, exclude=True)
     approval_required: list[str] = Field(default_factory=list)
     model_name: str = Field(default="conveyor", alias="model")
@@ -81,6 +83,7 @@ class ChatConveyor(BaseChatModel):
     @classmethod
     def _collect_sampling(cls, values: Any) -> Any:
         if isinstance(values, dict):
+            check_tool_format(values.get("tool_format"))
             known = set(cls.model_fields) | {f.alias for f in cls.model_fields.values() if f.alias}
             extra = {k: values.pop(k) for k in list(values) if k not in known}
             if extra:
@@ -108,7 +111,7 @@ class ChatConveyor(BaseChatModel):
         return resolve_scheduler(self.scheduler)
 
     def _format(self) -> str:
-        return str(self.tool_format or getattr(self.backend, "default_tool_format", "hermes"))
+        return str(self.tool_format or "auto")
 
     def _sampling(self, stop: list[str] | None) -> dict[str, Any]:
         out = {k: getattr(self, k) for k in _SAMPLING if getattr(self, k) is not None}
@@ -228,7 +231,7 @@ class ChatConveyor(BaseChatModel):
                 yield None
         assert turn.result is not None
         last = turn.final = ChatGenerationChunk(message=final_chunk(
-            turn.result, self._format(), self.model_name))
+            turn.result, turn.tool_format, self.model_name))
         yield last              # the chunk that carries the turn: once received, its tools run
 
     def _stream(self, messages: list[BaseMessage], stop: list[str] | None = None,
@@ -280,7 +283,7 @@ class ChatConveyor(BaseChatModel):
             dispatch(events_to, watching.end())
         assert turn.result is not None
         return ChatResult(generations=[ChatGeneration(
-            message=message(turn.result, self._format(), self.model_name))])
+            message=message(turn.result, turn.tool_format, self.model_name))])
 
     async def _agenerate(self, messages: list[BaseMessage], stop: list[str] | None = None,
                          run_manager: AsyncCallbackManagerForLLMRun | None = None, **kwargs: Any
@@ -297,4 +300,4 @@ class ChatConveyor(BaseChatModel):
             await adispatch(events_to, watching.end())
         assert turn.result is not None
         return ChatResult(generations=[ChatGeneration(
-            message=message(turn.result, self._format(), self.model_name))])
+            message=message(turn.result, turn.tool_format, self.model_name))])

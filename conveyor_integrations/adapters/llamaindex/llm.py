@@ -56,7 +56,7 @@ from ...events import Event
 from ...policy import BoundTools
 from ...scheduler import Scheduler
 from ...turn import TurnResult
-from ..common import ModelTurn, drive_async, drive_sync, resolve_scheduler
+from ..common import ModelTurn, check_tool_format, drive_async, drive_sync, resolve_scheduler
 from .convert import ConveyorTurnEndEvent, ResponseBuilder, to_openai_messages, tool_selections
 from .instrumentation import dispatch as dispatch_tool_events
 from .instrumentation import watch
@@ -74,12 +74,13 @@ class ConveyorLLM(FunctionCallingLLM):
     """A LlamaIndex function-calling LLM whose decorated tools start while it decodes.
 
     ``backend`` is a ``Replay``, ``VLLMEngine`` or ``OpenAICompatible``; ``tool_format`` picks the
-    parser (None: the backend's default); ``approval_required`` names tools that a human approves
+    parser ("auto", the default: chosen from the backend, for ``VLLMEngine`` from the model's chat
+    template); ``approval_required`` names tools that a human approves
     (they never start early); other keywords are sampling parameters passed to the backend.
     """
 
     backend: Any = Field(exclude=True, description="The token source (a conveyor backend).")
-    tool_format: str | None = Field(default=None, description="Tool-call wire format.")
+    tool_format: str | None = Field(default="auto", description="Tool-call wire format.")
     scheduler: Any = Field(default=None, exclude=True)
     approval_required: list[str] = Field(default_factory=list)
     model: str = Field(default="conveyor", description="The model name reported in metadata.")
@@ -92,8 +93,9 @@ class ConveyorLLM(FunctionCallingLLM):
     sampling_kwargs: dict[str, Any] = Field(default_factory=dict,
                                             description="Other sampling parameters.")
 
-    def __init__(self, backend: Any = None, tool_format: str | None = None,
+    def __init__(self, backend: Any = None, tool_format: str | None = "auto",
                  **kwargs: Any) -> None:
+        check_tool_format(tool_format)
         known = set(type(self).model_fields)
         extra = {k: kwargs.pop(k) for k in list(kwargs) if k not in known}
         if extra:
@@ -123,7 +125,7 @@ class ConveyorLLM(FunctionCallingLLM):
         return resolve_scheduler(self.scheduler)
 
     def _format(self) -> str:
-        return str(self.tool_format or getattr(self.backend, "default_tool_format", "hermes"))
+        return str(self.tool_format or "auto")
 
     # -- tools ---------------------------------------------------------------------------------
     def _prepare_chat_with_tools(
@@ -212,6 +214,7 @@ class ConveyorLLM(FunctionCallingLLM):
         if result is None:  # pragma: no cover - the turn always ends with its result
             raise RuntimeError("the model's stream ended without a result")
         self._tell(turn, end=True)
+        builder.tool_format = turn.tool_format       # "auto" resolved when the stream began
         response = builder.final(result, delta=delta)
         dispatcher.event(ConveyorTurnEndEvent(**response.additional_kwargs["conveyor"]))
         return response
