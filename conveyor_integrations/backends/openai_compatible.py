@@ -21,6 +21,17 @@ Example::
 
 Parameters the ``openai`` client does not name (vLLM's ``top_k``, ``ignore_eos``,
 ``structured_outputs``...) are sent in ``extra_body``.
+
+Where the tool calls are parsed: ``tool_parsing="server"`` (the default) reads the server's
+``tool_calls`` deltas (format ``openai``; ``vllm serve --enable-auto-tool-choice
+--tool-call-parser NAME``). ``tool_parsing="client"`` sends the tools with
+``tool_choice="none"``, so the chat template still shows them to the model but the server
+parses nothing, and the model's raw text is parsed here in ``tool_format`` (default: chosen
+from the model's name, see :func:`~conveyor_integrations.parsing.detect.format_from_model_name`;
+an unknown name is an error when the backend is made). It works with a server that has no tool
+parser, and avoids the streaming bugs of some of vLLM's (llama3_json and mistral, see
+BENCHMARKS.md); a request that forces a call (``tool_choice="required"`` or a named tool) needs
+the server's parser and is refused.
 """
 
 from __future__ import annotations
@@ -51,8 +62,25 @@ class OpenAICompatible:
     default_tool_format: str = "openai"
 
     def __init__(
-        self, base_url: str, model: str, api_key: str = "EMPTY", **client_args: Any
+        self, base_url: str, model: str, api_key: str = "EMPTY", *, tool_parsing: str = "server",
+        tool_format: str | None = None, **client_args: Any
     ) -> None:
+        if tool_parsing not in ("server", "client"):
+            raise ValueError(f"tool_parsing must be 'server' or 'client', not {tool_parsing!r}")
+        if tool_parsing == "server" and tool_format not in (None, "openai"):
+            raise ValueError(f"tool_format={tool_format!r} reads raw model text: it needs "
+                             "tool_parsing='client' (the server's parser sends tool_calls "
+                             "deltas, read as 'openai')")
+        if tool_parsing == "client":
+            from ..parsing import PARSERS
+            from ..parsing.detect import format_from_model_name
+
+            fmt = tool_format or format_from_model_name(model)
+            if fmt not in PARSERS or fmt == "openai":
+                raise ValueError(f"tool_format {fmt!r} cannot read raw model text; use one of "
+                                 + ", ".join(sorted(set(PARSERS) - {"openai"})))
+            self.default_tool_format = fmt
+        self.tool_parsing = tool_parsing
         try:
             import openai
         except ImportError as e:  # pragma: no cover - depends on the environment
@@ -90,7 +118,13 @@ class OpenAICompatible:
         }
         if request.tools:
             kwargs["tools"] = [dict(t) for t in request.tools]
-            if request.tool_choice is not None:
+            if self.tool_parsing == "client":
+                if request.tool_choice not in (None, "auto", "none"):
+                    raise BackendError(
+                        f"tool_choice={request.tool_choice!r} forces a call, which the server "
+                        "makes with its own tool parser: use tool_parsing='server' for it")
+                kwargs["tool_choice"] = "none"    # shown by the template, parsed here
+            elif request.tool_choice is not None:
                 kwargs["tool_choice"] = request.tool_choice
         extra: dict[str, Any] = {}
         for key, value in request.sampling.items():

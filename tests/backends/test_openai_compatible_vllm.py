@@ -131,3 +131,28 @@ async def test_server_killed_mid_stream_is_a_backend_error(vllm_server: Any) -> 
         finally:
             await backend.aclose()
     assert 3 <= len(got) < 400
+
+
+async def test_client_side_parsing_reads_the_raw_text(vllm_server: Any) -> None:
+    # tool_choice="none" on the wire: the server parses nothing; the forced text is parsed here
+    # (the format from the served model's name, smollm2: hermes)
+    text = ('<tool_call>\n{"name": "get_weather", "arguments": {"city": "Oslo", "note": '
+            '"written after the city"}}\n</tool_call>')
+    parsing = pytest.importorskip("conveyor_integrations.parsing")
+    backend = OpenAICompatible(vllm_server.ensure(), model=vllm_server.model_name,
+                               max_retries=0, timeout=60, tool_parsing="client")
+    req = ChatRequest([{"role": "user", "content": "Weather in Oslo?"}], tools=[WEATHER],
+                      tool_choice="auto",
+                      sampling={"max_tokens": 80, "structured_outputs": {"choice": [text]}})
+    out = await _collect(backend, req)
+    assert backend.default_tool_format == "hermes"
+    assert not any("tool_calls" in d for d in out) and out[-1]["finish_reason"] == "stop"
+    assert "".join(d.get("content") or "" for d in out[:-1]) == text
+    parser = parsing.get_parser("hermes", tools=["get_weather"])
+    timed = [(i, e) for i, d in enumerate(out[:-1]) for e in parser.feed(d)]
+    timed += [(len(out) - 1, e) for e in parser.close()]
+    done = [e for _, e in timed if type(e).__name__ == "CallDone"]
+    assert [(e.name, e.args) for e in done] == [
+        ("get_weather", {"city": "Oslo", "note": "written after the city"})]
+    city = next(i for i, e in timed if type(e).__name__ == "FieldDone" and e.path == ("city",))
+    assert city < next(i for i, e in timed if type(e).__name__ == "CallDone")
