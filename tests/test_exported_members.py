@@ -41,7 +41,8 @@ PUBLIC = {
     "conveyor_integrations.bench": ["main", "parse_args", "run_bench"],
     "conveyor_integrations.parsing": [
         "PARSERS", "FencedCodeParser", "HermesParser", "Llama3JsonParser", "MistralParser",
-        "OpenAIDeltaParser", "ParserBase", "ParserOptions", "PlanParser", "ToolCallParser", "Unit",
+        "OpenAIDeltaParser", "ParserBase", "ParserOptions", "PlanParser", "PythonicParser",
+        "ToolCallParser", "Unit",
         "get_parser"],
     "conveyor_integrations.tools": [
         "CalculatorError", "HttpOptions", "InvalidArguments", "Limits", "PlanError",

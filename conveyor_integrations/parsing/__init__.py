@@ -12,7 +12,8 @@ One module per wire format, all with the same interface (:class:`ToolCallParser`
 
 Formats: ``openai`` (streamed ``tool_calls`` deltas), ``hermes`` (``<tool_call>`` JSON, Qwen),
 ``llama3_json``, ``mistral`` (``[TOOL_CALLS]``), ``fenced_code`` (```` ```python ```` blocks
-as calls), ``plan`` (LLMCompiler-style numbered plans). :mod:`.detect` chooses one for
+as calls), ``plan`` (LLMCompiler-style numbered plans), ``pythonic`` (Llama 3.2/4
+``[f(x=1), g(y='a')]`` lists). :mod:`.detect` chooses one for
 ``tool_format="auto"`` from a chat template or a model name.
 """
 
@@ -29,6 +30,7 @@ from .llama3_json import Llama3JsonParser
 from .mistral import MistralParser
 from .openai_deltas import OpenAIDeltaParser
 from .plan import PlanParser
+from .pythonic import PythonicParser
 
 __all__ = [
     "PARSERS",
@@ -40,6 +42,7 @@ __all__ = [
     "ParserBase",
     "ParserOptions",
     "PlanParser",
+    "PythonicParser",
     "ToolCallParser",
     "Unit",
     "get_parser",
@@ -52,6 +55,7 @@ PARSERS: Mapping[str, type[ParserBase]] = MappingProxyType({
     "mistral": MistralParser,
     "fenced_code": FencedCodeParser,
     "plan": PlanParser,
+    "pythonic": PythonicParser,
 })
 """Format name -> parser class."""
 

@@ -44,7 +44,8 @@ def text_of(events: list[Event]) -> str:
 # -- registry ------------------------------------------------------------------------------
 
 def test_registry() -> None:
-    assert set(PARSERS) == {"openai", "hermes", "llama3_json", "mistral", "fenced_code", "plan"}
+    assert set(PARSERS) == {"openai", "hermes", "llama3_json", "mistral", "fenced_code", "plan",
+                            "pythonic"}
     for name in PARSERS:
         p = get_parser(name)
         assert isinstance(p, ToolCallParser)
