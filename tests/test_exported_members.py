@@ -42,7 +42,7 @@ PUBLIC = {
     "conveyor_integrations.parsing": [
         "PARSERS", "FencedCodeParser", "HermesParser", "Llama3JsonParser", "MistralParser",
         "OpenAIDeltaParser", "ParserBase", "ParserOptions", "PlanParser", "PythonicParser",
-        "ToolCallParser", "Unit",
+        "Qwen3XmlParser", "ToolCallParser", "Unit",
         "get_parser"],
     "conveyor_integrations.tools": [
         "CalculatorError", "HttpOptions", "InvalidArguments", "Limits", "PlanError",

@@ -13,8 +13,8 @@ One module per wire format, all with the same interface (:class:`ToolCallParser`
 Formats: ``openai`` (streamed ``tool_calls`` deltas), ``hermes`` (``<tool_call>`` JSON, Qwen),
 ``llama3_json``, ``mistral`` (``[TOOL_CALLS]``), ``fenced_code`` (```` ```python ```` blocks
 as calls), ``plan`` (LLMCompiler-style numbered plans), ``pythonic`` (Llama 3.2/4
-``[f(x=1), g(y='a')]`` lists). :mod:`.detect` chooses one for
-``tool_format="auto"`` from a chat template or a model name.
+``[f(x=1), g(y='a')]`` lists), ``qwen3_xml`` (Qwen3-Coder ``<function=...>`` XML).
+:mod:`.detect` chooses one for ``tool_format="auto"`` from a chat template or a model name.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from .mistral import MistralParser
 from .openai_deltas import OpenAIDeltaParser
 from .plan import PlanParser
 from .pythonic import PythonicParser
+from .qwen3_xml import Qwen3XmlParser
 
 __all__ = [
     "PARSERS",
@@ -43,6 +44,7 @@ __all__ = [
     "ParserOptions",
     "PlanParser",
     "PythonicParser",
+    "Qwen3XmlParser",
     "ToolCallParser",
     "Unit",
     "get_parser",
@@ -56,6 +58,7 @@ PARSERS: Mapping[str, type[ParserBase]] = MappingProxyType({
     "fenced_code": FencedCodeParser,
     "plan": PlanParser,
     "pythonic": PythonicParser,
+    "qwen3_xml": Qwen3XmlParser,
 })
 """Format name -> parser class."""
 

@@ -99,6 +99,12 @@ def small_calls(n_calls: int) -> list[str]:
     return tokens(msg)
 
 
+def qwen3_xml_code(n: int) -> list[str]:
+    msg = ("<tool_call>\n<function=python>\n<parameter=code>\n" + code_of(n)
+           + "\n</parameter>\n</function>\n</tool_call>")
+    return tokens(msg)
+
+
 def main() -> None:
     repeat = int(sys.argv[1]) if len(sys.argv) > 1 else 7
     streams = {"python": {"code": "statement"}}
@@ -124,6 +130,11 @@ def main() -> None:
         bench(f"hermes, {n} small calls", "hermes", small_calls(n))
     fenced = tokens("Here:\n```python\n" + code_of(3000) + "```\nDone.")
     bench("fenced_code, statement unit (3k)", "fenced_code", fenced)
+    for n in (1000, 3000, 10000):
+        bench(f"qwen3_xml, code arg, statement-streamed ({n // 1000}k)", "qwen3_xml",
+              qwen3_xml_code(n), streams=streams)
+    bench("qwen3_xml, code arg, line-streamed (3k)", "qwen3_xml", qwen3_xml_code(3000),
+          streams={"python": {"code": "line"}})
 
     def flat(prefix: str) -> None:
         vals = [us for label, _, us in rows if prefix in label]
@@ -134,6 +145,7 @@ def main() -> None:
     flat("hermes, code arg, statement")
     flat("openai deltas")
     flat("small calls")
+    flat("qwen3_xml, code arg, statement")
 
 
 if __name__ == "__main__":

@@ -45,7 +45,7 @@ def text_of(events: list[Event]) -> str:
 
 def test_registry() -> None:
     assert set(PARSERS) == {"openai", "hermes", "llama3_json", "mistral", "fenced_code", "plan",
-                            "pythonic"}
+                            "pythonic", "qwen3_xml"}
     for name in PARSERS:
         p = get_parser(name)
         assert isinstance(p, ToolCallParser)
