@@ -25,13 +25,14 @@ import concurrent.futures
 import inspect
 import logging
 import queue
-from collections.abc import AsyncIterator, Callable, Collection, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Collection, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
 from ..backends.base import Backend, ChatRequest, Delta, auto_tool_format
 from ..events import Event
 from ..otel_chat import chat_span
-from ..parsing import get_parser
+from ..parsing import PARSERS, get_parser
+from ..parsing.base import ToolCallParser
 from ..policy import BoundTools
 from ..scheduler import Scheduler, default_scheduler
 from ..session import RequestSession
@@ -39,7 +40,7 @@ from ..turn import TurnCollector, TurnResult, stream_turn
 from .tool_events import ToolEvents
 
 __all__ = ["ModelTurn", "check_tool_format", "drive_async", "drive_sync", "keyword_view",
-           "resolve_scheduler", "schema_fields"]
+           "resolve_scheduler", "schema_fields", "turn_parser"]
 
 T = TypeVar("T")
 _log = logging.getLogger("conveyor_integrations")
@@ -66,6 +67,27 @@ def check_tool_format(name: Any) -> None:
 def resolve_scheduler(scheduler: Scheduler | None) -> Scheduler:
     """``scheduler``, or the process-wide default as it is now (looked up at each use)."""
     return scheduler if scheduler is not None else default_scheduler()
+
+
+def turn_parser(fmt: str, tools: Sequence[Mapping[str, Any]],
+                streams: Mapping[str, Mapping[str, str]]) -> ToolCallParser:
+    """The parser of one turn in ``fmt``: it knows the bound tools' names and streamed fields,
+    and, for formats that write values as raw text (``qwen3_xml``), the tools' JSON schemas,
+    by which it converts them (``"7"`` to 7 for an integer parameter).
+
+    >>> tools = [{"type": "function", "function": {"name": "f", "parameters": {
+    ...     "type": "object", "properties": {"n": {"type": "integer"}}}}}]
+    >>> p = turn_parser("qwen3_xml", tools, {})
+    >>> [e.args for e in p.feed("<tool_call><function=f><parameter=n>7</parameter></function>"
+    ...                         "</tool_call>") if type(e).__name__ == "CallDone"]
+    [{'n': 7}]
+    """
+    names = [t["function"]["name"] for t in tools]
+    kw: dict[str, Any] = {}
+    if "schemas" in inspect.signature(PARSERS[fmt]).parameters:
+        kw["schemas"] = {t["function"]["name"]: t["function"].get("parameters") or {}
+                         for t in tools}
+    return get_parser(fmt, tools=names or None, streams=streams, **kw)
 
 
 class ModelTurn:
@@ -104,8 +126,7 @@ class ModelTurn:
     async def events(self) -> AsyncIterator[tuple[Delta | None, list[Event]]]:
         if self.tool_format == "auto":      # resolved once, before the first token
             self.tool_format = await auto_tool_format(self.backend)
-        names = [t["function"]["name"] for t in self.request.tools]
-        parser = get_parser(self.tool_format, tools=names or None, streams=self.tools.streams())
+        parser = turn_parser(self.tool_format, self.request.tools, self.tools.streams())
         chat = self.chat
         session = self.session = (self._open_session() if chat is None
                                   else chat.opened(self._open_session))
