@@ -105,6 +105,7 @@ class VLLMEngine:
         self._engine: Any = None
         self._tool_rendering: str | None = "system"
         self._auto_format: str | None = None
+        self._call_stop: bool | None = None
         self._warned_tools = False
         self._cancel_exit: Callable[[], None] | None = None
         self._stats = {"generation_tokens": 0, "running_requests": 0, "waiting_requests": 0}
@@ -173,6 +174,14 @@ class VLLMEngine:
                 "from the model's chat template" if self._tool_rendering == "native"
                 else "tools shown as Hermes text in a system message")
         return self._auto_format
+
+    def _stop_ends_calls(self) -> bool:
+        """Whether this model's stop token ends its tool calls (gpt-oss's ``<|call|>``), so it
+        must stay in the text for the parser. On the engine loop."""
+        if self._call_stop is None:
+            template = getattr(self._engine.get_tokenizer(), "chat_template", None)
+            self._call_stop = isinstance(template, str) and "<|call|>" in template
+        return self._call_stop
 
     def _stat_loggers(self) -> list[Any]:
         """A vLLM stat logger that counts decoded tokens (unstable vLLM interface: best effort)."""
@@ -309,7 +318,7 @@ class VLLMEngine:
         """On the engine loop: emits ("delta", str)..., then ("final", dict) or ("error", exc)."""
         try:
             ids = self._prompt_ids(request)
-            params = sampling_params(request)
+            params = sampling_params(request, keep_stop_token=self._stop_ends_calls())
             prompt: Any = {"prompt_token_ids": ids}
             with contextlib.suppress(AttributeError):  # 0.32 deprecates unrendered prompts
                 (prompt,) = self._engine.renderer.render_cmpl([prompt])

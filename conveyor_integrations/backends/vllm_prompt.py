@@ -103,13 +103,24 @@ def forced_tool_call_tag(
             "format": tags[0] if len(tags) == 1 else {"type": "or", "elements": tags}}
 
 
-def sampling_params(request: ChatRequest) -> Any:
+def sampling_params(request: ChatRequest, *, keep_stop_token: bool = False) -> Any:
     """vLLM ``SamplingParams`` for a request: its ``sampling`` keys, deltas out, ``max_tokens``
     up to the context length unless given, and the forcing grammar when ``tool_choice`` forces a
-    call (``structured_outputs`` may be a dict: ``json``/``regex``/``choice``...)."""
+    call (``structured_outputs`` may be a dict: ``json``/``regex``/``choice``...).
+
+    With tools, special tokens stay in the text unless ``sampling`` says otherwise, as vLLM's
+    server does for its tool parsers: in many tokenizers the call markers are special tokens
+    (Mistral's ``[TOOL_CALLS]``, Kimi K2's ``<|tool_call_begin|>``, gpt-oss's ``<|channel|>``),
+    and a parser of text cannot find a marker that was never detokenized. ``keep_stop_token``
+    keeps the token that stopped decoding in the text too (gpt-oss ends a call with its stop
+    token ``<|call|>``)."""
     from vllm.sampling_params import RequestOutputKind, SamplingParams, StructuredOutputsParams
 
     kw = {k: v for k, v in request.sampling.items() if v is not None}
+    if request.tools and request.tool_choice != "none":
+        kw.setdefault("skip_special_tokens", False)
+        if keep_stop_token:
+            kw.setdefault("include_stop_str_in_output", True)
     if "max_completion_tokens" in kw:
         kw.setdefault("max_tokens", kw.pop("max_completion_tokens"))
     kw.setdefault("max_tokens", None)  # like OpenAI: up to the context length

@@ -206,3 +206,25 @@ def test_failed_conversion_leaves_nothing_behind(
     with pytest.raises(bm.BundledModelError, match="boom"):
         bm.bundled_model_path(tmp_path / "c")
     assert [p.name for p in (tmp_path / "c").iterdir() if not p.name.endswith(".lock")] == []
+
+
+@pytest.mark.parametrize("tools,choice,sampling,keep,skip,stop_in_text", [
+    (TOOLS, "auto", {}, False, False, False),          # markers may be special tokens: kept
+    (TOOLS, "auto", {}, True, False, True),            # gpt-oss: <|call|> ends a call
+    (TOOLS, "none", {}, True, True, False),            # no tools in play: vLLM's defaults
+    ([], None, {}, False, True, False),
+    (TOOLS, "auto", {"skip_special_tokens": True, "include_stop_str_in_output": False}, True,
+     True, False),                                     # what the caller says wins
+])
+def test_special_and_stop_tokens_stay_in_the_text_with_tools(
+        tools: Any, choice: Any, sampling: dict[str, Any], keep: bool, skip: bool,
+        stop_in_text: bool) -> None:
+    pytest.importorskip("vllm")
+    from conveyor_integrations.backends.base import ChatRequest
+    from conveyor_integrations.backends.vllm_prompt import sampling_params
+
+    request = ChatRequest(messages=[{"role": "user", "content": "x"}], tools=tools,
+                          tool_choice=choice, sampling=sampling)
+    params = sampling_params(request, keep_stop_token=keep)
+    assert params.skip_special_tokens is skip
+    assert params.include_stop_str_in_output is stop_in_text
