@@ -7,8 +7,8 @@ start or ``conveyor demo``)::
     .venv/bin/python scripts/bench_parsers_vs_vllm.py [--repeat 3]
 
 Deltas are ~4 characters (a detokenizer's), token ids come from the bundled SmolLM2 tokenizer
-(with ``<|python_tag|>`` and ``[TOOL_CALLS]`` added as special tokens, which vLLM's llama3_json
-and mistral parsers require).
+(with each format's markers added as special tokens, one token each as in the family's own
+tokenizer; vLLM's llama3_json, mistral, deepseek and kimi parsers require them).
 vLLM's parser gets what its server gives it per delta (the previous and current text and token
 ids); ours gets the delta. Each figure is the best of ``--repeat`` runs of the whole stream, in
 process CPU time, divided by the number of deltas. A format vLLM has no parser for, or ours does
@@ -19,11 +19,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
 
 from conveyor_integrations.parsing import PARSERS, get_parser
+
+sys.path.insert(0, __file__.rsplit("/", 1)[0])
+from earliness_formats import SPECIAL
 
 LINE = "total += weights.get(word, 0.0) * math.log(i + 2)  # weighted\n"
 TOOL = {"type": "function", "function": {"name": "python", "description": "Run code.",
@@ -50,11 +54,24 @@ def message(fmt: str, n_chars: int) -> str:
     if fmt == "qwen3_xml":
         return ("Running it.\n<tool_call>\n<function=python>\n<parameter=code>\n"
                 f"{_code(n_chars)}\n</parameter>\n</function>\n</tool_call>")
+    if fmt == "deepseek_v3":
+        return ("Running it.<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>python<｜tool▁sep｜>"
+                f"{args}<｜tool▁call▁end｜><｜tool▁calls▁end｜>")
+    if fmt == "glm45":
+        return ("Running it.\n<tool_call>python\n<arg_key>code</arg_key>\n<arg_value>"
+                f"{_code(n_chars)}</arg_value>\n</tool_call>")
+    if fmt == "kimi_k2":
+        return ("Running it.<|tool_calls_section_begin|><|tool_call_begin|>functions.python:0"
+                f"<|tool_call_argument_begin|>{args}<|tool_call_end|><|tool_calls_section_end|>")
+    if fmt == "harmony":
+        return ("<|channel|>analysis<|message|>Run it.<|end|><|start|>assistant<|channel|>"
+                f"commentary to=functions.python <|constrain|>json<|message|>{args}<|call|>")
     raise ValueError(fmt)
 
 
 VLLM = {"hermes": "hermes", "llama3_json": "llama3_json", "mistral": "mistral",
-        "pythonic": "pythonic", "qwen3_xml": "qwen3_coder"}
+        "pythonic": "pythonic", "qwen3_xml": "qwen3_coder", "deepseek_v3": "deepseek_v31",
+        "glm45": "glm45", "kimi_k2": "kimi_k2", "harmony": "openai"}
 
 
 def _best(run: Callable[[], None], repeat: int) -> float:
@@ -105,9 +122,8 @@ def main() -> None:
     from conveyor_integrations.backends.bundled_model import bundled_model_path
 
     tokenizer = AutoTokenizer.from_pretrained(str(bundled_model_path()))
-    # the markers vLLM's llama3_json and mistral parsers look up as tokens (SmolLM2 has none)
-    tokenizer.add_special_tokens({"additional_special_tokens": ["<|python_tag|>",
-                                                                "[TOOL_CALLS]"]})
+    # the markers vLLM's parsers look up as tokens (SmolLM2 has none)
+    tokenizer.add_special_tokens({"additional_special_tokens": SPECIAL})
     print("| format | chars | deltas | ours µs/delta | vLLM µs/delta | vLLM / ours |")
     print("|---|---|---|---|---|---|")
     for fmt, vllm_name in VLLM.items():

@@ -131,7 +131,7 @@ def _kw(fmt: str) -> dict[str, Any]:
 
 def measure(fmt: str, vllm_name: str, render: Callable[[list[Call]], str], tokenizer: Any,
             n: int) -> dict[str, Any]:
-    rng = random.Random(f"{fmt}-{n}")
+    rng = random.Random(f"{vllm_name}-{n}")
     same = later = earlier = at_end = fields = wrong = ncalls = 0
     lags: list[int] = []
     for _ in range(n):
@@ -179,17 +179,17 @@ def main() -> None:
     print("| format (vLLM parser) | args | same token | later via server (median lag, "
           "tokens) | only at the call's end via server | calls wrong via server |")
     print("|---|---|---|---|---|---|")
-    for fmt, (vllm_name, render) in FORMATS.items():
+    for label, (fmt, vllm_name, render) in FORMATS.items():
         if fmt not in PARSERS:
             continue
         try:
             r = measure(fmt, vllm_name, render, tokenizer, args.messages)
         except Exception as exc:  # noqa: BLE001 - reported in the table
-            print(f"| {fmt} ({vllm_name}) | failed: {type(exc).__name__}: {exc} |||||",
+            print(f"| {label} ({vllm_name}) | failed: {type(exc).__name__}: {exc} |||||",
                   flush=True)
             continue
-        rows.append(r)
-        print(f"| {fmt} ({vllm_name}) | {r['fields']} | {r['same']:.0%} | {r['later']:.0%} "
+        rows.append({"label": label, **r})
+        print(f"| {label} ({vllm_name}) | {r['fields']} | {r['same']:.0%} | {r['later']:.0%} "
               f"({r['median_lag']}) | {r['only_at_end']:.0%} | {r['calls_wrong']} of "
               f"{r['calls']} |", flush=True)
     if args.json:
