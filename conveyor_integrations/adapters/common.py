@@ -70,10 +70,13 @@ def resolve_scheduler(scheduler: Scheduler | None) -> Scheduler:
 
 
 def turn_parser(fmt: str, tools: Sequence[Mapping[str, Any]],
-                streams: Mapping[str, Mapping[str, str]]) -> ToolCallParser:
+                streams: Mapping[str, Mapping[str, str]],
+                text_format: str | None = None) -> ToolCallParser:
     """The parser of one turn in ``fmt``: it knows the bound tools' names and streamed fields,
     and, for formats that write values as raw text (``qwen3_xml``), the tools' JSON schemas,
-    by which it converts them (``"7"`` to 7 for an integer parameter).
+    by which it converts them (``"7"`` to 7 for an integer parameter). ``text_format``: with
+    ``fmt="openai"``, the format of calls left in the message text (the backend's
+    ``text_tool_format``).
 
     >>> tools = [{"type": "function", "function": {"name": "f", "parameters": {
     ...     "type": "object", "properties": {"n": {"type": "integer"}}}}}]
@@ -87,6 +90,8 @@ def turn_parser(fmt: str, tools: Sequence[Mapping[str, Any]],
     if "schemas" in inspect.signature(PARSERS[fmt]).parameters:
         kw["schemas"] = {t["function"]["name"]: t["function"].get("parameters") or {}
                          for t in tools}
+    if fmt == "openai" and text_format is not None and names:
+        kw["text_parser"] = turn_parser(text_format, tools, streams)
     return get_parser(fmt, tools=names or None, streams=streams, **kw)
 
 
@@ -126,7 +131,8 @@ class ModelTurn:
     async def events(self) -> AsyncIterator[tuple[Delta | None, list[Event]]]:
         if self.tool_format == "auto":      # resolved once, before the first token
             self.tool_format = await auto_tool_format(self.backend)
-        parser = turn_parser(self.tool_format, self.request.tools, self.tools.streams())
+        parser = turn_parser(self.tool_format, self.request.tools, self.tools.streams(),
+                             getattr(self.backend, "text_tool_format", None))
         chat = self.chat
         session = self.session = (self._open_session() if chat is None
                                   else chat.opened(self._open_session))

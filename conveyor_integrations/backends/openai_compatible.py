@@ -29,9 +29,15 @@ Where the tool calls are parsed: ``tool_parsing="server"`` (the default) reads t
 parses nothing, and the model's raw text is parsed here in ``tool_format`` (default: chosen
 from the model's name, see :func:`~conveyor_integrations.parsing.detect.format_from_model_name`;
 an unknown name is an error when the backend is made). It works with a server that has no tool
-parser, and avoids the streaming bugs of some of vLLM's (llama3_json and mistral, see
-BENCHMARKS.md); a request that forces a call (``tool_choice="required"`` or a named tool) needs
-the server's parser and is refused.
+parser, keeps each argument's earliness, and avoids the streaming bugs of some of vLLM's
+(llama3_json and mistral, see BENCHMARKS.md); a request that forces a call
+(``tool_choice="required"`` or a named tool) needs the server's parser and is refused.
+
+With ``tool_parsing="server"``, calls the server leaves in the message text (a server without
+a tool parser, or one that did not recognise a call) are read there too, in ``tool_format`` or
+the model family's format when its name tells one and its calls open with a marker
+(:attr:`text_tool_format`; else the text is only text: a JSON answer is not a llama3_json
+call). The choice is logged when the backend is made.
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import logging
 import re
 import weakref
 from collections.abc import AsyncIterator
@@ -47,6 +54,12 @@ from typing import Any
 from .base import BackendError, ChatRequest, Delta
 
 __all__ = ["OpenAICompatible"]
+
+_log = logging.getLogger("conveyor_integrations")
+_MARKED = frozenset({"hermes", "qwen3_xml", "mistral", "deepseek_v3", "glm45", "kimi_k2",
+                     "harmony"})
+"""Formats whose calls open with a marker, so that text without one stays text (not so
+``llama3_json`` and ``pythonic``: a JSON or list answer would read as a call)."""
 
 _CALL_KEYS = ("index", "id", "type", "function")
 _OWN_KEYS = frozenset({"messages", "model", "stream", "stream_options", "tools", "tool_choice"})
@@ -65,22 +78,35 @@ class OpenAICompatible:
         self, base_url: str, model: str, api_key: str = "EMPTY", *, tool_parsing: str = "server",
         tool_format: str | None = None, **client_args: Any
     ) -> None:
+        from ..parsing import PARSERS
+        from ..parsing.detect import UnknownToolFormat, format_from_model_name
+
         if tool_parsing not in ("server", "client"):
             raise ValueError(f"tool_parsing must be 'server' or 'client', not {tool_parsing!r}")
-        if tool_parsing == "server" and tool_format not in (None, "openai"):
-            raise ValueError(f"tool_format={tool_format!r} reads raw model text: it needs "
-                             "tool_parsing='client' (the server's parser sends tool_calls "
-                             "deltas, read as 'openai')")
+        raw = tool_format is None or (tool_format in PARSERS and tool_format != "openai")
+        if not raw and not (tool_format == "openai" and tool_parsing == "server"):
+            raise ValueError(f"tool_format {tool_format!r} cannot read raw model text; use one "
+                             "of " + ", ".join(sorted(set(PARSERS) - {"openai"})))
+        self.text_tool_format: str | None = None
+        """The format of calls read from the message text: all of them (``client``), or those
+        the server leaves there (``server``; None: the text is only text)."""
         if tool_parsing == "client":
-            from ..parsing import PARSERS
-            from ..parsing.detect import format_from_model_name
-
-            fmt = tool_format or format_from_model_name(model)
-            if fmt not in PARSERS or fmt == "openai":
-                raise ValueError(f"tool_format {fmt!r} cannot read raw model text; use one of "
-                                 + ", ".join(sorted(set(PARSERS) - {"openai"})))
-            self.default_tool_format = fmt
+            self.default_tool_format = self.text_tool_format = (
+                tool_format or format_from_model_name(model))
+        elif tool_format is None:
+            with contextlib.suppress(UnknownToolFormat):
+                fmt = format_from_model_name(model)
+                self.text_tool_format = fmt if fmt in _MARKED else None
+        elif tool_format != "openai":
+            self.text_tool_format = tool_format
         self.tool_parsing = tool_parsing
+        if tool_parsing == "client":
+            where = f"the message text, as {self.text_tool_format}"
+        else:
+            where = "the server's tool_calls deltas" + (
+                "" if self.text_tool_format is None
+                else f", and calls left in the message text as {self.text_tool_format}")
+        _log.info("OpenAICompatible(%r): tool calls from %s", model, where)
         try:
             import openai
         except ImportError as e:  # pragma: no cover - depends on the environment

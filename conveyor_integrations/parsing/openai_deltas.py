@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any, Unpack
 
-from ..events import CallMalformed, Event
+from ..events import CallMalformed, Event, StreamDone, Text
 from .assembler import CallAssembler
-from .base import ParserBase, ParserOptions
+from .base import ParserBase, ParserOptions, ToolCallParser
 
 __all__ = ["OpenAIDeltaParser"]
 
@@ -71,13 +72,50 @@ class OpenAIDeltaParser(ParserBase):
     >>> p = OpenAIDeltaParser(id_prefix="d", tools=["search"])
     >>> p.feed({"tool_calls": [{"index": 0, "function": {"name": "rm"}}]})[0].reason
     "unknown tool 'rm'"
+
+    ``text_parser``: a parser of a raw format (say Hermes) that reads the ``content`` text, for
+    a server that leaves some calls in the text (no tool parser, or one that did not recognise
+    them): its calls are numbered after and between the ``tool_calls`` ones, and
+    :attr:`text_calls` counts them.
+
+    >>> from conveyor_integrations.parsing import HermesParser
+    >>> p = OpenAIDeltaParser(id_prefix="d", text_parser=HermesParser(id_prefix="t"))
+    >>> evs = p.feed({"content": '<tool_call>{"name": "f", "arguments": {}}</tool_call>'})
+    >>> [(type(e).__name__, e.index) for e in evs], p.text_calls
+    ([('CallStarted', 0), ('CallDone', 0)], 1)
     """
 
-    def __init__(self, **options: Unpack[ParserOptions]) -> None:
+    def __init__(self, *, text_parser: ToolCallParser | None = None,
+                 **options: Unpack[ParserOptions]) -> None:
         super().__init__(**options)
         self._key: object = _NO_KEY
         self._done_keys: set[object] = set()
         self._cur: _Slot | None = None
+        self._inner = text_parser
+        self._inner_index: dict[int, int] = {}
+        self.text_calls = 0
+        """Calls read from the content text by ``text_parser``."""
+
+    def _text(self, text: str) -> None:
+        if self._inner is None:
+            if text:
+                self._emit(Text(text))
+        elif text:
+            self._relay(self._inner.feed(text))
+
+    def _relay(self, events: list[Event]) -> None:
+        """The text parser's events, its calls renumbered among this stream's."""
+        emit, index_of = self._emit, self._inner_index
+        for e in events:
+            if isinstance(e, Text):
+                emit(e)
+            elif not isinstance(e, StreamDone):
+                i = e.index
+                g = index_of.get(i)
+                if g is None:
+                    g = index_of[i] = self._next_index()
+                    self.text_calls += 1
+                emit(replace(e, index=g))
 
     def feed(self, delta: str | Mapping[str, Any] | Any) -> list[Event]:
         """Take one delta (dict, ``ChoiceDelta``-like object, or content string)."""
@@ -193,3 +231,5 @@ class OpenAIDeltaParser(ParserBase):
 
     def _close(self) -> None:
         self._finish()
+        if self._inner is not None:
+            self._relay(self._inner.close())

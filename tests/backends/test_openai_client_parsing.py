@@ -38,8 +38,7 @@ def test_the_format_comes_from_the_model_name_or_is_a_clear_error() -> None:
     assert OpenAICompatible("http://x/v1", "m").default_tool_format == "openai"
     with pytest.raises(UnknownToolFormat, match="Pass tool_format=one of"):
         OpenAICompatible("http://x/v1", "my-model", tool_parsing="client")
-    with pytest.raises(ValueError, match="needs tool_parsing='client'"):
-        OpenAICompatible("http://x/v1", "m", tool_format="hermes")
+    assert OpenAICompatible("http://x/v1", "m", tool_format="hermes").text_tool_format == "hermes"
     with pytest.raises(ValueError, match="cannot read raw model text"):
         OpenAICompatible("http://x/v1", "m", tool_parsing="client", tool_format="openai")
     with pytest.raises(ValueError, match="'server' or 'client'"):
@@ -81,3 +80,50 @@ async def test_a_forced_call_needs_the_servers_parser() -> None:
             async for _ in backend.stream(request):
                 pass
     await backend.aclose()
+
+
+@pytest.mark.parametrize("model,expected", [
+    ("Qwen/Qwen2.5-7B-Instruct", "hermes"), ("mistral-small", "mistral"),
+    ("meta-llama/Llama-3.1-8B-Instruct", None),   # no marker: a JSON answer is not a call
+    ("meta-llama/Llama-4-Scout", None), ("my-own-model", None)])
+def test_server_parsing_reads_calls_left_in_the_text_in_marked_formats(
+        model: str, expected: str | None) -> None:
+    backend = OpenAICompatible("http://x/v1", model)
+    assert backend.default_tool_format == "openai" and backend.text_tool_format == expected
+
+
+def test_calls_a_server_leaves_in_the_text_are_read_and_start_early(sched: Scheduler) -> None:
+    ran: list[str] = []
+
+    @partial_tool(start_on=["query"])
+    def search(query: str, note: str = "") -> str:
+        """Search."""
+        ran.append(query)
+        return f"sunny in {query}"
+
+    text = ('Checking.\n<tool_call>{"name": "search", "arguments": {"query": "Oslo weather"}}'
+            "</tool_call>\nThe search is running; I will read its results when they are in.")
+    with FakeOpenAIServer([_pieces(text)], delay_s=0.02) as server:   # no tool_calls deltas
+        backend = OpenAICompatible(server.base_url, "qwen2.5-7b-instruct", max_retries=0)
+        msg = ChatConveyor(backend=backend).bind_tools([search]).invoke("weather in Oslo?")
+    (request,) = server.requests
+    assert request.get("tool_choice", "auto") == "auto" and request["tools"]  # server parses
+    assert [(c["name"], c["args"]) for c in msg.tool_calls] == [("search", {"query": "Oslo weather"})]
+    assert msg.content.startswith("Checking.\n\nThe search is running")
+    assert msg.response_metadata["conveyor"]["calls"][0]["early"] is True
+    assert sched.claim(msg.tool_calls[0]["id"], spec=search.conveyor_spec) == (
+        True, "sunny in Oslo weather")
+    assert ran == ["Oslo weather"]
+
+
+def test_a_json_answer_of_a_llama_model_stays_text() -> None:
+    @partial_tool(start_on=["query"])
+    def search(query: str) -> str:
+        """Search."""
+        raise AssertionError("never called")
+
+    answer = '{"name": "search", "parameters": {"query": "x"}}'
+    with FakeOpenAIServer([_pieces(answer)]) as server:
+        backend = OpenAICompatible(server.base_url, "llama-3.1-8b-instruct", max_retries=0)
+        msg = ChatConveyor(backend=backend).bind_tools([search]).invoke("json please")
+    assert msg.tool_calls == [] and msg.content == answer

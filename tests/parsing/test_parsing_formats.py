@@ -341,3 +341,20 @@ def test_plan_unknown_tool_and_duplicate_step() -> None:
     check_grammar(evs)
     assert [(type(e).__name__, e.index) for e in evs if isinstance(e, (CallDone, CallMalformed))
             ] == [("CallMalformed", 0), ("CallDone", 1), ("CallMalformed", 2)]
+
+
+def test_openai_deltas_with_calls_left_in_the_text() -> None:
+    """Calls the server parsed and calls it left in the text: one numbering, distinct ids."""
+    p = OpenAIDeltaParser(id_prefix="d", text_parser=HermesParser(id_prefix="t"))
+    served = {"tool_calls": [{"index": 0, "id": "srv", "function": {
+        "name": "f", "arguments": '{"a": 1}'}}]}
+    evs = feed_all(p, [served, {"content": "Then <tool_"},
+                       {"content": 'call>{"name": "g", "arguments": {"b": 2}}</tool_call> end'},
+                       {"content": "<tool_call>{bad"}])
+    done = sorted((e.index, e.id, e.name, e.args) for e in evs if isinstance(e, CallDone))
+    assert done == [(0, "srv", "f", {"a": 1}), (1, "call_t_0", "g", {"b": 2})]
+    bad = [e for e in evs if isinstance(e, CallMalformed)]
+    assert [e.index for e in bad] == [2] and "string key" in bad[0].reason
+    assert "".join(e.text for e in evs if isinstance(e, Text)) == "Then  end"
+    assert p.text_calls == 2
+    check_grammar(evs)
