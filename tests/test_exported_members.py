@@ -40,7 +40,8 @@ PUBLIC = {
         "Start", "bound_specs", "current_policy"],
     "conveyor_integrations.bench": ["main", "parse_args", "run_bench"],
     "conveyor_integrations.parsing": [
-        "PARSERS", "FencedCodeParser", "HermesParser", "Llama3JsonParser", "MistralParser",
+        "PARSERS", "DeepSeekV3Parser", "FencedCodeParser", "Glm45Parser", "HarmonyParser",
+        "HermesParser", "KimiK2Parser", "Llama3JsonParser", "MistralParser",
         "OpenAIDeltaParser", "ParserBase", "ParserOptions", "PlanParser", "PythonicParser",
         "Qwen3XmlParser", "ToolCallParser", "Unit",
         "get_parser"],

@@ -46,10 +46,13 @@ class Family:
 
 
 FAMILIES: tuple[Family, ...] = (
-    Family("gpt-oss (harmony)", None, ("<|channel|>", "to=functions"), r"gpt-oss"),
-    Family("DeepSeek V3", None, ("tool▁call▁begin",), r"deepseek"),
-    Family("Kimi K2", None, ("<|tool_call_begin|>",), r"kimi"),
-    Family("GLM-4.5", None, ("<arg_key>",), r"glm-?4"),
+    Family("gpt-oss (harmony)", "harmony", ("<|channel|>", "<|message|>", "to=functions"),
+           r"gpt[-_]?oss"),
+    Family("DeepSeek V3.2 / V4 (DSML)", None, ("｜DSML｜",), r"deepseek-v(3\.2(?!-exp)|4)"),
+    Family("DeepSeek V3 / R1 / V3.1", "deepseek_v3", ("tool▁call▁begin",), r"deepseek"),
+    Family("Kimi K2", "kimi_k2", ("<|tool_call_begin|>",), r"kimi[-_.]?k2"),
+    Family("GLM-4.5 / 4.6 / 4.7", "glm45", ("<arg_key>", "<arg_value>"),
+           r"glm-?(4\.[5-7]|5)"),
     Family("Qwen3-Coder", "qwen3_xml", ("<function=", "<parameter="), r"qwen3-?coder"),
     Family("Hermes / Qwen", "hermes", ("<tool_call>",), r"qwen|hermes|smollm|nous"),
     Family("Mistral", "mistral", ("[TOOL_CALLS]",), r"mistral|mixtral|ministral|devstral"),

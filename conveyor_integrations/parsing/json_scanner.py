@@ -50,6 +50,7 @@ _WS = re.compile(r"[ \t\n\r]+")
 # A run of string content: plain characters and complete simple or \uXXXX escapes.
 _STR_BODY = re.compile(r'(?:[^"\\\x00-\x1f]+|\\["\\/bfnrt]|\\u[0-9a-fA-F]{4})*')
 _ESC_PREFIX = re.compile(r"\\(?:u[0-9a-fA-F]{0,3})?")  # an escape cut by the chunk's end
+_HEX = frozenset("0123456789abcdefABCDEF")
 _HIGH_ESC = re.compile(r"\\u[dD][89abAB][0-9a-fA-F]{2}")
 _LONE = re.compile("[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]")
 
@@ -319,5 +320,10 @@ class JsonScanner:
             if n - e < 6 and _ESC_PREFIX.fullmatch(s, e):
                 self._carry = s[e:]
                 return n
-            raise JsonSyntaxError(f"invalid escape {s[e:e + 6]!r}", e)
+            m = e + 2                       # quote up to the first wrong character: the
+            if s[e + 1:m] == "u":           # same reason however the text was split
+                while m < min(n, e + 6) and s[m] in _HEX:
+                    m += 1
+                m = min(m + 1, e + 6)
+            raise JsonSyntaxError(f"invalid escape {s[e:m]!r}", e)
         raise JsonSyntaxError("control character in string", e)

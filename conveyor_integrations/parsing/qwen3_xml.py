@@ -40,15 +40,13 @@ Example::
 
 from __future__ import annotations
 
-import ast
-import json
-import math
 import re
 from collections.abc import Mapping
 from typing import Any, Unpack
 
 from ..events import CallDone, CallMalformed, CallStarted, FieldDone, TextChunk
 from .base import ParserBase, ParserOptions, tag_prefix_at_end
+from .schema_values import INVALID, TYPE_ORDER, convert_value, schema_types
 from .statements import LineSplitter, StatementSplitter
 
 __all__ = ["Qwen3XmlParser"]
@@ -57,64 +55,10 @@ _OPEN, _CLOSE = "<tool_call>", "</tool_call>"
 _FUNC, _FUNC_END = "<function=", "</function>"
 _PARAM, _PARAM_END = "<parameter=", "</parameter>"
 _WS = re.compile(r"[ \t\n\r]*")
-_INT = re.compile(r"[-+]?[0-9]+")
-_NUM = re.compile(r"[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?")
 _MAX_NAME = 256
 _TEXT, _PRE, _ARGS, _VALUE, _BETWEEN, _SKIP = range(6)
 _EXPECT = {_PRE: (_FUNC, _PARAM, _CLOSE), _ARGS: (_PARAM, _FUNC_END, _CLOSE),
            _BETWEEN: (_CLOSE, _FUNC, _OPEN)}
-_ORDER = ("null", "integer", "number", "boolean", "object", "array", "string")
-_KNOWN = frozenset(_ORDER)
-_INVALID = object()
-
-
-def _types(schema: Any) -> frozenset[str]:
-    """The known JSON-schema type names ``schema`` allows (``type`` and anyOf/oneOf)."""
-    if not isinstance(schema, Mapping):
-        return frozenset()
-    t = schema.get("type")
-    out = {t} if isinstance(t, str) else {x for x in t if isinstance(x, str)} \
-        if isinstance(t, list) else set()
-    for key in ("anyOf", "oneOf"):
-        for alt in schema.get(key) or ():
-            out |= _types(alt)
-    return frozenset(out) & _KNOWN
-
-
-def _structured(s: str, kind: type) -> Any:
-    for load in (json.loads, ast.literal_eval):
-        try:
-            value = load(s)
-            if isinstance(value, kind):   # JSON-able: tuples become lists, sets/bytes fail
-                return json.loads(json.dumps(value, allow_nan=False))
-        except Exception:  # noqa: BLE001, S112 - any failure means "not this type"
-            continue
-    return _INVALID
-
-
-def _convert(raw: str, types: frozenset[str]) -> Any:
-    """``raw`` as the first of ``types`` it fits (in ``_ORDER``), else ``_INVALID``; no
-    types: ``raw``.
-
-    >>> _convert(" 42 ", frozenset({"integer"})), _convert("True", frozenset({"boolean"}))
-    (42, True)
-    """
-    s = raw.strip()
-    low = s.lower() if len(s) < 8 else ""
-    if "null" in types and low in ("null", "none"):
-        return None
-    if types & {"integer", "number"} and len(s) < 4000 and _INT.fullmatch(s):
-        return int(s)
-    if "number" in types and len(s) < 4000 and _NUM.fullmatch(s) and math.isfinite(f := float(s)):
-        return f
-    if "boolean" in types and low in ("true", "false"):
-        return low == "true"
-    for t, kind in (("object", dict), ("array", list)):
-        if t in types and (value := _structured(s, kind)) is not _INVALID:
-            return value
-    return raw if "string" in types or not types else _INVALID
-
-
 class Qwen3XmlParser(ParserBase):
     """Parse Qwen3-Coder's ``<tool_call>``/``<function=...>``/``<parameter=...>`` tool calls.
 
@@ -138,7 +82,7 @@ class Qwen3XmlParser(ParserBase):
         for tool, schema in (schemas or {}).items():
             props = schema.get("properties") if isinstance(schema, Mapping) else None
             if isinstance(props, Mapping):
-                self._param_types[tool] = {k: _types(v) for k, v in props.items()}
+                self._param_types[tool] = {k: schema_types(v) for k, v in props.items()}
         self._state, self._hold, self._nchars = _TEXT, "", 0
         self._index, self._id, self._name, self._param = -1, "", "", ""
         self._args: dict[str, Any] = {}
@@ -305,10 +249,10 @@ class Qwen3XmlParser(ParserBase):
             for p in self._splitter.flush():
                 self._emit(TextChunk(self._index, (self._param,), p))
         types = self._param_types.get(self._name, {}).get(self._param, frozenset())
-        value = _convert(raw, types)
-        if value is _INVALID:
+        value = convert_value(raw, types)
+        if value is INVALID:
             self._fail(f"parameter {self._param!r}: {raw[:40]!r} is not a valid "
-                       f"{' or '.join(t for t in _ORDER if t in types)}")
+                       f"{' or '.join(t for t in TYPE_ORDER if t in types)}")
             return
         self._args[self._param] = value
         self._emit(FieldDone(self._index, (self._param,), value))

@@ -27,13 +27,27 @@ ARGS = {"city": "Oslo", "units": "metric"}
 
 # One recorded assistant message per format, as that family's chat template writes a call of
 # get_weather(city="Oslo", units="metric"); the call ends well after `city` is final.
-MESSAGES: dict[str, str] = {
-    "pythonic": "[get_weather(city='Oslo', units='metric')]",
-    "qwen3_xml": ("I will look it up.\n<tool_call>\n<function=get_weather>\n<parameter=city>\n"
-                  "Oslo\n</parameter>\n<parameter=units>\nmetric\n</parameter>\n</function>\n"
-                  "</tool_call>"),
+_JSON = '{"city": "Oslo", "units": "metric"}'
+MESSAGES: dict[str, tuple[str, str]] = {
+    "pythonic": ("pythonic", "[get_weather(city='Oslo', units='metric')]"),
+    "qwen3_xml": ("qwen3_xml", ("I will look it up.\n<tool_call>\n<function=get_weather>\n"
+                  "<parameter=city>\nOslo\n</parameter>\n<parameter=units>\nmetric\n"
+                  "</parameter>\n</function>\n</tool_call>")),
+    "harmony": ("harmony", ("<|channel|>analysis<|message|>The user wants the weather.<|end|>"
+                "<|start|>assistant<|channel|>commentary to=functions.get_weather "
+                f"<|constrain|>json<|message|>{_JSON}<|call|>")),
+    "deepseek_v3": ("deepseek_v3", ("<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function"
+                    f"<｜tool▁sep｜>get_weather\n```json\n{_JSON}\n```<｜tool▁call▁end｜>"
+                    "<｜tool▁calls▁end｜>")),
+    "deepseek_v3.1": ("deepseek_v3", ("<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>get_weather"
+                      f"<｜tool▁sep｜>{_JSON}<｜tool▁call▁end｜><｜tool▁calls▁end｜>")),
+    "glm45": ("glm45", ("<tool_call>get_weather\n<arg_key>city</arg_key>\n<arg_value>Oslo"
+              "</arg_value>\n<arg_key>units</arg_key>\n<arg_value>metric</arg_value>\n"
+              "</tool_call>")),
+    "kimi_k2": ("kimi_k2", ("<|tool_calls_section_begin|><|tool_call_begin|>"
+                f"functions.get_weather:0<|tool_call_argument_begin|>{_JSON}<|tool_call_end|>"
+                "<|tool_calls_section_end|>")),
 }
-
 
 def make_weather(log: list[str]) -> Any:
     @tool
@@ -46,12 +60,12 @@ def make_weather(log: list[str]) -> Any:
     return get_weather
 
 
-@pytest.mark.parametrize("fmt", sorted(MESSAGES))
+@pytest.mark.parametrize("case", sorted(MESSAGES))
 def test_recorded_message_starts_its_tool_before_the_message_ends(
-        fmt: str, vllm_engine: Any, sched: Scheduler) -> None:
+        case: str, vllm_engine: Any, sched: Scheduler) -> None:
     log: list[str] = []
     weather = partial_tool(make_weather(log), start_on=["city"])
-    text = MESSAGES[fmt]
+    fmt, text = MESSAGES[case]
     model = ChatConveyor(backend=vllm_engine, tool_format=fmt, temperature=0.0,
                          max_tokens=400, structured_outputs={"choice": [text]})
     msg = model.bind_tools([weather]).invoke(ASK)

@@ -16,7 +16,7 @@ from conveyor_integrations.parsing.detect import (
 )
 
 KNOWN = ("openai", "hermes", "llama3_json", "mistral", "fenced_code", "plan", "qwen3_xml",
-         "pythonic")
+         "pythonic", "harmony", "deepseek_v3", "glm45", "kimi_k2")
 
 # the tool part of each family's chat template, as its documentation shows it
 TEMPLATES = {
@@ -30,12 +30,14 @@ TEMPLATES = {
                     'argument name and its value}. Do not use variables.'),
     "pythonic": ("[func_name1(params_name1=params_value1, params_name2=params_value2...), "
                  "func_name2(params)]"),
+    "deepseek_v3": "<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>",
+    "kimi_k2": "<|tool_calls_section_begin|><|tool_call_begin|>functions.get:0",
+    "glm45": "<tool_call>{{ name }}\n<arg_key>{{ k }}</arg_key>\n<arg_value>",
+    "harmony": ("<|start|>assistant<|channel|>commentary to=functions.' + tool_call.name + ' "
+                "<|constrain|>json<|message|>"),
 }
 NO_PARSER = {
-    "DeepSeek V3": "<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>",
-    "Kimi K2": "<|tool_calls_section_begin|><|tool_call_begin|>functions.get:0",
-    "GLM-4.5": "<tool_call>{{ name }}\n<arg_key>{{ k }}</arg_key>\n<arg_value>",
-    "gpt-oss (harmony)": "<|start|>assistant<|channel|>commentary to=functions.get <|message|>",
+    "DeepSeek V3.2 / V4 (DSML)": "<｜DSML｜tool_calls>\n<｜DSML｜invoke name=\"{{ name }}\">",
 }
 
 
@@ -49,11 +51,16 @@ def test_a_family_without_a_parser_is_named(label: str) -> None:
     with pytest.raises(UnknownToolFormat) as info:
         format_from_template(NO_PARSER[label], known=KNOWN)
     assert label in str(info.value) and "no parser" in str(info.value)
-    assert "hermes, llama3_json, mistral" in str(info.value)
+    assert "hermes, kimi_k2, llama3_json, mistral" in str(info.value)
+
+
+def test_a_family_whose_parser_is_not_there_is_named() -> None:
+    with pytest.raises(UnknownToolFormat, match="GLM-4.5 / 4.6 / 4.7.*no parser"):
+        format_from_template(TEMPLATES["glm45"], known=("hermes",))
 
 
 def test_an_unknown_template_names_the_formats() -> None:
-    with pytest.raises(UnknownToolFormat, match="Pass tool_format=one of: hermes"):
+    with pytest.raises(UnknownToolFormat, match="Pass tool_format=one of: deepseek_v3, glm45"):
         format_from_template("{{ messages }} tools: {{ tools | tojson }}", known=KNOWN)
     assert issubclass(UnknownToolFormat, ValueError)
 
@@ -64,6 +71,11 @@ def test_an_unknown_template_names_the_formats() -> None:
     ("mistralai/Mistral-Small-3.2-24B-Instruct-2506", "mistral"),
     ("meta-llama/Llama-3.1-8B-Instruct", "llama3_json"),
     ("meta-llama/Llama-4-Scout-17B-16E-Instruct", "pythonic"),
+    ("openai/gpt-oss-20b", "harmony"), ("deepseek-ai/DeepSeek-V3.1", "deepseek_v3"),
+    ("deepseek-ai/DeepSeek-R1-0528", "deepseek_v3"), ("deepseek-ai/DeepSeek-V3.2-Exp",
+                                                      "deepseek_v3"),
+    ("moonshotai/Kimi-K2-Instruct-0905", "kimi_k2"), ("zai-org/GLM-4.5-Air", "glm45"),
+    ("zai-org/GLM-4.7", "glm45"),
 ])
 def test_model_names(name: str, fmt: str) -> None:
     assert format_from_model_name(name, known=KNOWN) == fmt
@@ -72,8 +84,8 @@ def test_model_names(name: str, fmt: str) -> None:
 def test_a_known_family_whose_parser_is_missing_is_an_error() -> None:
     with pytest.raises(UnknownToolFormat, match="Qwen3-Coder"):
         format_from_model_name("Qwen/Qwen3-Coder-30B", known=("hermes",))
-    with pytest.raises(UnknownToolFormat, match="DeepSeek V3"):
-        format_from_model_name("deepseek-ai/DeepSeek-V3.1")
+    with pytest.raises(UnknownToolFormat, match="DeepSeek V3.2 / V4"):
+        format_from_model_name("deepseek-ai/DeepSeek-V3.2")
 
 
 def test_every_family_format_is_a_parser_or_none() -> None:

@@ -45,7 +45,8 @@ def text_of(events: list[Event]) -> str:
 
 def test_registry() -> None:
     assert set(PARSERS) == {"openai", "hermes", "llama3_json", "mistral", "fenced_code", "plan",
-                            "pythonic", "qwen3_xml"}
+                            "pythonic", "qwen3_xml", "harmony", "deepseek_v3", "glm45",
+                            "kimi_k2"}
     for name in PARSERS:
         p = get_parser(name)
         assert isinstance(p, ToolCallParser)
