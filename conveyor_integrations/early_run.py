@@ -3,7 +3,9 @@
 Events for the call are queued in decoding order and one task feeds them to the tool's
 ``PartialExecution``, so ``feed`` is never re-entered and never reordered. Each step is bounded by
 the tool's ``timeout``. Async tool bodies run on the execution's loop (the caller's, where its
-resources live); synchronous ones on the scheduler's thread pool. The result lands in a
+resources live); synchronous ones on the scheduler's thread pool. A tool's executor
+(:mod:`.executor`) moves its bodies, or for streamed and custom tools its whole execution,
+elsewhere (a Ray cluster); events still go to it in order from here. The result lands in a
 ``concurrent.futures.Future`` that any thread may wait on. The execution knows its owner only
 through the :class:`Hooks` it is given. Internal: users meet it through ``Scheduler.claim``.
 """
@@ -23,6 +25,7 @@ from typing import Any
 
 from .errors import EarlyAbort, ResultDropped, ToolTimeout
 from .events import CallDone, CallEvent, CallMalformed, CallStarted, FieldDone, ItemDone, TextChunk
+from .executor import ToolExecutor, remote_execution_of
 from .loop_inbox import inbox_for
 from .observers import ExecutionEvent, Observe
 from .spec import ToolSpec
@@ -52,7 +55,8 @@ class EarlyRun:
                  complete_only: bool = False, owner: object = None,
                  claim_timeout: float = 300.0,
                  context: contextvars.Context | None = None,
-                 observe: Observe | None = None, request_id: str = "") -> None:
+                 observe: Observe | None = None, request_id: str = "",
+                 executor: ToolExecutor | None = None) -> None:
         self.spec, self.call_id, self.timing, self.loop = spec, call_id, timing, loop
         self._pool, self._hooks = pool, hooks
         self.owner = owner
@@ -73,7 +77,13 @@ class EarlyRun:
         self._observe, self._request_id = observe, request_id
         self._text_chunks = 0
         runner = _Runner(self)
-        self.impl = CompleteCall(runner) if complete_only else spec.make_execution(runner)
+        # the tool's own executor, else the scheduler's for a synchronous body (an async body
+        # stays on this loop, with the caller's resources)
+        self.executor = spec.executor or (None if spec.is_async else executor)
+        remote = remote_execution_of(spec, self.executor, complete_only)
+        self._works_from_start = spec.custom or remote is not None
+        self.impl = (CompleteCall(runner) if complete_only else remote if remote is not None
+                     else spec.make_execution(runner))
 
     def note(self, kind: str, **detail: Any) -> None:
         """Tell the request's observers (see :mod:`.observers`) that ``kind`` happened."""
@@ -107,6 +117,11 @@ class EarlyRun:
 
     async def _run_tool(self, args: dict[str, Any]) -> Any:
         timing = self.timing
+        if self.executor is not None:
+            if timing.tool_start is None:     # submitted (it may still wait for room there)
+                timing.tool_start = time.perf_counter()
+                self.note("tool_start")
+            return await self.executor.run(self.spec, args)
         if self.spec.is_async:
             if timing.tool_start is None:
                 timing.tool_start = time.perf_counter()
@@ -140,7 +155,7 @@ class EarlyRun:
                     await self._wake
                 event = queue.popleft()
                 if isinstance(event, CallStarted):
-                    if self.spec.custom and timing.tool_start is None:
+                    if self._works_from_start and timing.tool_start is None:
                         timing.tool_start = time.perf_counter()   # a user's execution works
                         self.note("tool_start")                    # from its start()
                     await self._step(impl.start(event))

@@ -26,6 +26,7 @@ __all__ = [
     "ClaimError",
     "ConveyorError",
     "EarlyAbort",
+    "RemoteToolError",
     "RequestCancelled",
     "ResultDropped",
     "RunWhenInvoked",
@@ -75,3 +76,8 @@ class ToolTimeout(ConveyorError, TimeoutError):
 
 class RequestCancelled(ConveyorError):
     """The request was cancelled or its stream failed; its early executions were cancelled."""
+
+
+class RemoteToolError(ConveyorError):
+    """The process that ran a tool's work elsewhere (a Ray task or actor, its node) died or
+    could not take it; the work was lost and is never run again. The message names the tool."""

@@ -40,6 +40,7 @@ from .store import ABORTED_AND_GONE
 from .strategies import Combine
 
 if TYPE_CHECKING:
+    from .executor import ToolExecutor
     from .scheduler import Scheduler
 
 __all__ = ["partial_tool"]
@@ -58,6 +59,7 @@ def partial_tool(
     side_effects: bool = False,
     timeout: float | None = None,
     scheduler: Scheduler | None = None,
+    executor: ToolExecutor | None = None,
 ) -> Any:
     """Let ``tool`` start on the part of its call that is already decoded.
 
@@ -76,10 +78,13 @@ def partial_tool(
     strategy the tool runs as soon as its call has begun. ``side_effects=True`` tools never run
     on a prefix. Options are checked against the tool's fields here: a misspelt field raises.
     ``scheduler`` is where claims go (default: the process-wide one, looked up when called).
+    ``executor`` runs the tool's early work elsewhere, e.g. on a Ray cluster
+    (:class:`~conveyor_integrations.executors.RayExecutor`); checked here.
     """
     options: dict[str, Any] = {"start_on": start_on, "stream": stream, "unit": unit,
                                "items": items, "combine": combine, "execution": execution,
-                               "side_effects": side_effects, "timeout": timeout}
+                               "side_effects": side_effects, "timeout": timeout,
+                               "executor": executor}
 
     def wrap(obj: Any) -> Any:
         modules = [c.__module__ for c in type(obj).__mro__]

@@ -25,8 +25,19 @@ from typing import Any, Protocol
 
 from .spec import ToolSpec, spec_of
 
-__all__ = ["ApprovalRequired", "BoundTools", "CompleteCallDispatch", "HoldSideEffects", "Policy",
-           "Start", "bound_specs", "current_policy"]
+__all__ = [
+    "ApprovalRequired",
+    "ApprovalSnapshot",
+    "BoundTools",
+    "CompleteCallDispatch",
+    "HoldSideEffects",
+    "Policy",
+    "Start",
+    "approval_snapshot",
+    "bound_specs",
+    "current_policy",
+    "set_current_policy",
+]
 
 _CURRENT: ContextVar[Policy | None] = ContextVar("conveyor_policy", default=None)
 
@@ -160,3 +171,48 @@ def run_under(policy: Policy) -> Context:
     ctx = Context()
     ctx.run(_CURRENT.set, policy)
     return ctx
+
+
+def set_current_policy(policy: Policy | None) -> None:
+    """Make ``policy`` the current one in this context (where a request's policy was sent)."""
+    _CURRENT.set(policy)
+
+
+@dataclass(frozen=True, slots=True)
+class ApprovalSnapshot:
+    """What a request's policy says needs approval, in a form that can be sent to another
+    process (a Ray actor running the call). It starts nothing itself."""
+
+    names: frozenset[str] = frozenset()
+    everything: bool = False
+    """The policy was the user's own, so it cannot be read ahead: every tool needs approval."""
+
+    def decide(self, name: str) -> Start | None:
+        return None
+
+    def streams(self) -> dict[str, dict[str, str]]:
+        return {}
+
+    def requires_approval(self, name: str) -> bool:
+        return self.everything or name in self.names
+
+
+def approval_snapshot(policy: Policy | None) -> ApprovalSnapshot | None:
+    """``policy``'s approvals as an :class:`ApprovalSnapshot` (None for no policy). A policy of
+    the user's own is taken to require approval of every tool (nothing unapproved runs)::
+
+        >>> approval_snapshot(ApprovalRequired(BoundTools(), frozenset({"pay"}))).names
+        frozenset({'pay'})
+    """
+    if policy is None:
+        return None
+    names: set[str] = set()
+    while not isinstance(policy, BoundTools | ApprovalSnapshot):
+        if isinstance(policy, ApprovalRequired):
+            names |= policy.names
+        if not isinstance(policy, _Wrapper):
+            return ApprovalSnapshot(everything=True)
+        policy = policy.inner
+    if isinstance(policy, ApprovalSnapshot):
+        return ApprovalSnapshot(frozenset(names | policy.names), policy.everything)
+    return ApprovalSnapshot(frozenset(names))

@@ -29,6 +29,7 @@ from typing import Any, TypeVar
 
 from .early_run import EarlyRun
 from .errors import EarlyAbort, RunWhenInvoked
+from .executor import ToolExecutor
 from .observers import Observer
 from .policy import ApprovalRequired, BoundTools, CompleteCallDispatch, HoldSideEffects, Policy
 from .session import RequestSession
@@ -47,14 +48,21 @@ class Scheduler:
 
     ``max_threads`` bounds the pool for synchronous tools; ``claim_timeout`` is how long a
     finished-or-running execution waits to be claimed before it is cancelled and dropped.
+    ``executor`` (e.g. :class:`~conveyor_integrations.executors.RayExecutor`) runs the work of
+    every tool with a synchronous body elsewhere, unless the tool names its own; async tools stay
+    on the loop that holds their resources. Bound tools are checked against it when a session
+    starts.
     """
 
     def __init__(self, *, max_threads: int = 16, claim_timeout: float = 300.0,
-                 store: ResultStore | None = None) -> None:
+                 store: ResultStore | None = None,
+                 executor: ToolExecutor | None = None) -> None:
         self.store = store if store is not None else SHARED
         self.claim_timeout = claim_timeout
         """Seconds an unclaimed result is kept."""
         self._max_threads = max_threads
+        self.executor = executor
+        """Where tools with synchronous bodies run (None: here)."""
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -94,6 +102,10 @@ class Scheduler:
                 policy = ApprovalRequired(policy, frozenset(approval_required))
             if complete_call:
                 policy = CompleteCallDispatch(policy)
+        if self.executor is not None:
+            for spec in _bound_specs(policy):
+                if spec.executor is None and not spec.is_async:
+                    self.executor.check(spec)         # binding time: a clear error now
         if loop is None:
             try:
                 loop = asyncio.get_running_loop()
@@ -102,7 +114,7 @@ class Scheduler:
         return RequestSession(self.store, policy, loop=loop, pool=self.pool,
                               request_id=request_id, owner=self,
                               claim_timeout=self.claim_timeout, on_abort=on_abort,
-                              observers=observers)
+                              observers=observers, executor=self.executor)
 
     # -- the loop and the pool ---------------------------------------------------------------
     @property
@@ -233,6 +245,16 @@ class Scheduler:
             loop.close()
         if pool is not None:
             pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _bound_specs(policy: Policy) -> list[ToolSpec]:
+    """The specs a policy (through its wrappers) lets start, where it says."""
+    while not isinstance(policy, BoundTools):
+        inner = getattr(policy, "inner", None)
+        if inner is None:
+            return []           # a user's own policy: its specs are checked when they start
+        policy = inner
+    return list(policy.specs.values())
 
 
 def _outcome(ex: EarlyRun) -> tuple[bool, Any]:

@@ -47,6 +47,7 @@ from .events import (
     StreamDone,
     TextChunk,
 )
+from .executor import ToolExecutor
 from .loop_inbox import inbox_for
 from .observers import Observer, open_observers
 from .policy import Policy, Start, run_under
@@ -66,8 +67,10 @@ class RequestSession:
                  pool: Executor, request_id: str | None = None, owner: object = None,
                  claim_timeout: float = 300.0,
                  on_abort: Callable[[str, EarlyAbort], None] | None = None,
-                 observers: Iterable[Observer] = ()) -> None:
+                 observers: Iterable[Observer] = (),
+                 executor: ToolExecutor | None = None) -> None:
         self.store, self.policy, self.loop, self._pool = store, policy, loop, pool
+        self._executor = executor
         self._owner, self._claim_timeout = owner, claim_timeout
         self._abort_listener = on_abort
         self.request_id = request_id or f"session-{next(_session_ids)}"
@@ -183,7 +186,7 @@ class RequestSession:
                        hooks=self._hooks, complete_only=start.complete_only,
                        owner=self._owner, claim_timeout=self._claim_timeout,
                        context=self._context, observe=self._observe,
-                       request_id=self.request_id)
+                       request_id=self.request_id, executor=self._executor)
         self._execs[index] = ex
         self.store.add(ex)
         ex.note("start", complete_only=start.complete_only)

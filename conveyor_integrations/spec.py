@@ -23,10 +23,13 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from .events import CallStarted, FieldDone, ItemDone, TextChunk
 from .strategies import Combine, Runner, strategy_factory
+
+if TYPE_CHECKING:
+    from .executor import ToolExecutor
 
 __all__ = ["PartialExecution", "Runner", "ToolSpec", "fields_of", "spec_for_callable", "spec_of"]
 
@@ -94,6 +97,8 @@ class ToolSpec:
     ``("items", (field,))``, ``("custom", ())`` (its own execution, fed every event) or
     ``("complete", ())`` (``side_effects=True``); what
     ``conveyor analyze`` estimates it from."""
+    executor: ToolExecutor | None = None
+    """Where its work runs when not in the agent's process (``partial_tool(executor=...)``)."""
 
     def tool_args(self, args: Mapping[str, Any]) -> dict[str, Any]:
         """``args`` as the tool will see them: fields it does not take dropped, defaults filled.
@@ -176,6 +181,7 @@ def spec_for_callable(
     execution: Callable[[], PartialExecution] | None = None,
     side_effects: bool = False,
     timeout: float | None = None,
+    executor: ToolExecutor | None = None,
 ) -> ToolSpec:
     """Check ``partial_tool``'s options against the tool and build its :class:`ToolSpec`.
 
@@ -214,7 +220,7 @@ def spec_for_callable(
     if run is None:
         def run(args: dict[str, Any]) -> Any:
             return run_kwargs(**args)
-    return ToolSpec(
+    spec = ToolSpec(
         name=name,
         make_execution=strategy_factory(start_on=start_on, stream=stream, items=items,
                                         combine=combine, execution=execution,
@@ -230,4 +236,8 @@ def spec_for_callable(
         starts_on=(("complete", ()) if side_effects else ("stream", (stream,)) if stream
                    else ("items", (items,)) if items else ("custom", ()) if execution
                    else ("start_on", tuple(start_on or ()))),
+        executor=executor,
     )
+    if executor is not None:
+        executor.check(spec)     # e.g. a body Ray cannot ship: an error now, not at its call
+    return spec

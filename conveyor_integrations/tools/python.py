@@ -72,6 +72,7 @@ from .python_sandbox import (
 )
 
 if TYPE_CHECKING:
+    from ..executor import ToolExecutor
     from ..scheduler import Scheduler
 
 __all__ = ["Isolation", "Limits", "PythonExecution", "StatementResult", "arun_python_code",
@@ -244,14 +245,16 @@ class PythonExecution:
 def python_tool(name: str = "run_python", *, timeout: float | None = None,
                 abort_on_error: bool = False, limits: Limits | None = None,
                 scheduler: Scheduler | None = None,
-                isolation: Isolation = "sandbox") -> Callable[[str], str]:
+                isolation: Isolation = "sandbox",
+                executor: ToolExecutor | None = None) -> Callable[[str], str]:
     """A ready ``run_python(code: str) -> str`` tool that runs statements as they are decoded.
 
     ``timeout`` is the wall-clock limit of the whole program (``Limits.wall_s``);
     ``abort_on_error`` stops decoding at the first failing statement. The function is decorated
     with ``partial_tool(stream="code", unit="statement", execution=...)`` and registered with
     ``scheduler`` (default: the process-wide one). ``isolation`` as for
-    :class:`PythonExecution`, checked here::
+    :class:`PythonExecution`, checked here. ``executor`` runs each call's worker elsewhere (a
+    :class:`~conveyor_integrations.executors.RayExecutor` puts it in a Ray actor on its node)::
 
         >>> run = python_tool("py_demo", timeout=10)
         >>> run("print('hi')")
@@ -270,12 +273,12 @@ def python_tool(name: str = "run_python", *, timeout: float | None = None,
     run_python.__name__ = run_python.__qualname__ = name
     return cast(Callable[[str], str], partial_python(
         run_python, limits=lim, abort_on_error=abort_on_error, scheduler=scheduler,
-        isolation=isolation))
+        isolation=isolation, executor=executor))
 
 
 def partial_python(tool: Any, *, field: str = "code", limits: Limits | None = None,
                    abort_on_error: bool = False, scheduler: Scheduler | None = None,
-                   isolation: Isolation = "sandbox") -> Any:
+                   isolation: Isolation = "sandbox", executor: ToolExecutor | None = None) -> Any:
     """Make ``tool`` (a function, LangChain or LlamaIndex tool taking the program in ``field``)
     run its statements as they are decoded, with :class:`PythonExecution`. Same as
     ``partial_tool(tool, stream=field, unit="statement", execution=lambda: PythonExecution())``::
@@ -289,7 +292,7 @@ def partial_python(tool: Any, *, field: str = "code", limits: Limits | None = No
                                isolation=isolation)
 
     return partial_tool(tool, stream=field, unit="statement", execution=make,
-                        scheduler=scheduler)
+                        scheduler=scheduler, executor=executor)
 
 
 def __getattr__(name: str) -> Any:

@@ -1,0 +1,284 @@
+"""Run tools' early work on a Ray cluster: :class:`RayExecutor`.
+
+Whole-call work (``start_on``, ``items``, complete calls) goes out as Ray tasks with the tool's
+resource needs (``num_cpus``, ``memory``, custom resources); streamed and custom tools
+(statements, lines, plan steps) get one Ray actor per call, fed the call's pieces in order, so
+the Python tool's sandboxed worker runs inside that actor on its node. Nothing is retried
+(``max_retries=0``, ``max_restarts=0``): a worker, actor or node that dies mid-call becomes a
+:class:`~conveyor_integrations.errors.RemoteToolError`, never a hang and never a second run.
+Cancellation and early abort kill the task or actor, which frees its resources and ends the
+sandbox in it. At most ``max_in_flight`` calls per process are out at once; more wait for a
+slot, up to ``queue_timeout`` s (then :class:`~.slots.ClusterBusy`), and Ray queues what it
+cannot place until resources free. Results come back to the agent's process and are handed over
+exactly once there, as in-process ones are.
+
+Written on Ray's own task and actor API (no Ray library does partial execution); the cluster is
+the user's: ``address=None`` starts a local one on first use, ``"auto"`` or ``"host:port"``
+joins an existing one, and a process that already called ``ray.init`` keeps its connection.
+Example (nothing connects until a call runs)::
+
+    >>> executor = RayExecutor(num_cpus=1)
+    >>> heavy = executor.options(num_cpus=2, memory=2 * 2**30)
+    >>> heavy.num_cpus, heavy.memory, heavy.cluster is executor.cluster
+    (2, 2147483648, True)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import threading
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from ..errors import RemoteToolError
+from .ray_remote import CallActor, run_body, warm_body
+from .slots import Slots
+
+if TYPE_CHECKING:
+    from ..spec import PartialExecution, ToolSpec
+
+__all__ = ["RayCluster", "RayExecutor", "import_ray", "remote_failure"]
+
+_FIX = "pip install 'conveyor-integrations[ray]'"
+
+
+def import_ray() -> Any:
+    """The ``ray`` module, or an ImportError that says how to install it."""
+    try:
+        import ray
+    except ImportError as exc:
+        raise ImportError(f"RayExecutor needs Ray, which is not installed: {_FIX}") from exc
+    return ray
+
+
+def remote_failure(spec: ToolSpec, what: str, exc: BaseException) -> RemoteToolError:
+    """Ray's failure of a task or actor, as the tool error the model and the user see."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    detail = lines[-1] if lines else ""            # Ray's own last line says what happened
+    return RemoteToolError(f"tool {spec.name!r}: the Ray {what} running it failed "
+                           f"({type(exc).__name__}: {detail}); its work is lost and is not "
+                           "run again")
+
+
+class RayCluster:
+    """The connection, the in-flight slots and the shipped specs shared by an executor's
+    :meth:`RayExecutor.options` copies."""
+
+    def __init__(self, address: str | None, init: Mapping[str, Any], max_in_flight: int) -> None:
+        self.address, self.init = address, dict(init)
+        self.slots = Slots(max_in_flight)
+        self.started_here = False
+        """This executor started the local cluster (``shutdown`` stops it)."""
+        self._lock = threading.Lock()
+        self._specs: dict[int, tuple[ToolSpec, Any]] = {}
+        self._remote: dict[str, Any] = {}
+        self.idle: dict[tuple[int, int], list[Any]] = {}
+        """Warm actors not yet given a call, per (spec, executor)."""
+        self.pool_lock = threading.Lock()
+
+    def connect(self) -> Any:
+        """Join (or start) the cluster once; return the ``ray`` module."""
+        ray = import_ray()
+        with self._lock:
+            if not ray.is_initialized():
+                kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
+                kwargs.update(self.init)
+                if self.address is None:
+                    ray.init(**kwargs)
+                    self.started_here = True
+                else:
+                    ray.init(address=self.address, **kwargs)
+            if not self._remote:
+                self._remote = {"task": ray.remote(max_retries=0)(run_body),
+                                "warm": ray.remote(max_retries=0)(warm_body),
+                                "actor": ray.remote(max_restarts=0, max_task_retries=0)(
+                                    CallActor)}
+        return ray
+
+    def remote(self, kind: str) -> Any:
+        """The Ray task (``"task"``) or actor class (``"actor"``)."""
+        return self._remote[kind]
+
+    def spec_ref(self, spec: ToolSpec) -> Any:
+        """``spec`` in the object store, put there once (its executor left behind)."""
+        ray = self.connect()
+        with self._lock:
+            held = self._specs.get(id(spec))
+            if held is None or held[0] is not spec:
+                held = (spec, ray.put(dataclasses.replace(spec, executor=None)))
+                self._specs[id(spec)] = held
+        return held[1]
+
+    def nodes(self) -> list[dict[str, float]]:
+        """The total resources of each live node."""
+        ray = self.connect()
+        return [dict(n.get("Resources", {})) for n in ray.nodes() if n.get("Alive")]
+
+
+class RayExecutor:
+    """Runs tools' early work on a Ray cluster (see the module docstring).
+
+    ``num_cpus``, ``memory`` (bytes) and ``resources`` are each call's needs; :meth:`options`
+    gives a copy with other needs on the same cluster (``partial_tool(..., executor=heavy)``).
+    ``init`` goes to ``ray.init`` (e.g. ``{"num_cpus": 8}`` for a local cluster).
+    """
+
+    def __init__(self, address: str | None = None, *, num_cpus: float = 1,
+                 memory: int | None = None, resources: Mapping[str, float] | None = None,
+                 max_in_flight: int = 256, queue_timeout: float = 120.0,
+                 warm_actors: int = 0, init: Mapping[str, Any] | None = None,
+                 _cluster: RayCluster | None = None) -> None:
+        import_ray()
+        if num_cpus < 0 or (memory is not None and memory <= 0) or queue_timeout <= 0:
+            raise ValueError("RayExecutor: num_cpus must be >= 0, memory and queue_timeout > 0")
+        self.num_cpus, self.memory = num_cpus, memory
+        self.resources = dict(resources or {})
+        self.queue_timeout = queue_timeout
+        self.warm_actors = warm_actors
+        """Actors kept started, per streamed tool, so that a call does not wait for one."""
+        self.cluster = _cluster or RayCluster(address, init or {}, max_in_flight)
+        self._placeable: bool | None = None
+
+    def options(self, *, num_cpus: float | None = None, memory: int | None = None,
+                resources: Mapping[str, float] | None = None,
+                warm_actors: int | None = None) -> RayExecutor:
+        """The same cluster and slots, with other per-call resource needs."""
+        return RayExecutor(num_cpus=self.num_cpus if num_cpus is None else num_cpus,
+                           memory=self.memory if memory is None else memory,
+                           resources=self.resources if resources is None else resources,
+                           queue_timeout=self.queue_timeout, _cluster=self.cluster,
+                           warm_actors=self.warm_actors if warm_actors is None else warm_actors)
+
+    def connect(self) -> None:
+        """Join or start the cluster now (otherwise the first call does, and waits for it)."""
+        self.cluster.connect()
+
+    def warm(self, *tools: Any) -> None:
+        """Load ``tools`` in the cluster now: for a streamed or custom tool, start its
+        ``warm_actors`` actors; for the others, one task per CPU of ``num_cpus`` imports the
+        tool's modules in the workers. Otherwise the first calls pay for it (about a second)."""
+        from ..spec import spec_of
+
+        ray = self.cluster.connect()
+        waits = []
+        for tool in tools:
+            spec = spec_of(tool)
+            if spec is None:
+                raise TypeError(f"warm(): {tool!r} is not a tool decorated with partial_tool")
+            shipped = self.cluster.spec_ref(spec)
+            if spec.starts_on[0] in ("stream", "custom"):
+                with self.cluster.pool_lock:
+                    pool = self.cluster.idle.setdefault((id(spec), id(self)), [])
+                    while len(pool) < self.warm_actors:
+                        pool.append(self._new_actor(shipped))
+                    waits += [a.__ray_ready__.remote() for a in pool]
+            else:
+                task = self.cluster.remote("warm").options(**self.ray_options())
+                waits += [task.remote(shipped) for _ in range(max(1, int(self.num_cpus)))]
+        ray.get(waits)
+
+    def _new_actor(self, shipped: Any) -> Any:
+        return self.cluster.remote("actor").options(**self.ray_options()).remote(shipped)
+
+    def take_actor(self, spec: ToolSpec, shipped: Any) -> Any:
+        """An actor for one call of ``spec``: a warm one if there is (and one made to take its
+        place), else a new one."""
+        with self.cluster.pool_lock:
+            pool = self.cluster.idle.get((id(spec), id(self)))
+            if pool:
+                actor = pool.pop(0)
+                pool.append(self._new_actor(shipped))
+                return actor
+            if self.warm_actors:
+                self.cluster.idle[(id(spec), id(self))] = [
+                    self._new_actor(shipped) for _ in range(self.warm_actors)]
+        return self._new_actor(shipped)
+
+    def close(self) -> None:
+        """Kill this executor's warm actors (they hold their resources while idle)."""
+        ray = import_ray()
+        with self.cluster.pool_lock:
+            pools = [k for k in self.cluster.idle if k[1] == id(self)]
+            actors = [a for k in pools for a in self.cluster.idle.pop(k)]
+        if ray.is_initialized():
+            for actor in actors:
+                ray.kill(actor, no_restart=True)
+
+    def shutdown(self) -> None:
+        """Kill the warm actors, disconnect, and stop the local cluster if this executor
+        started it."""
+        ray = import_ray()
+        if ray.is_initialized():
+            for pool in self.cluster.idle.values():
+                for actor in pool:
+                    ray.kill(actor, no_restart=True)
+            ray.shutdown()
+        self.cluster.idle.clear()
+        self.cluster.started_here = False
+
+    def ray_options(self) -> dict[str, Any]:
+        """The resource options of each task and actor."""
+        out: dict[str, Any] = {"num_cpus": self.num_cpus}
+        if self.memory is not None:
+            out["memory"] = self.memory
+        if self.resources:
+            out["resources"] = dict(self.resources)
+        return out
+
+    def check(self, spec: ToolSpec) -> None:
+        """Raise TypeError now if ``spec`` (its body, its execution) cannot be sent to Ray."""
+        from ray import cloudpickle
+
+        try:
+            cloudpickle.dumps(dataclasses.replace(spec, executor=None))  # type: ignore[no-untyped-call]
+        except Exception as exc:  # noqa: BLE001 - any pickling failure is the same misuse
+            raise TypeError(f"tool {spec.name!r} cannot run on Ray: its body or execution "
+                            f"cannot be pickled ({type(exc).__name__}: {exc}); keep what it "
+                            "holds picklable (no locks, open files or clients made outside "
+                            "the body)") from None
+
+    def ready(self, spec: ToolSpec) -> Any:
+        """Connect, check once that some node can hold a call, and return ``ray``."""
+        ray = self.cluster.connect()
+        if self._placeable is None:
+            need = {"CPU": float(self.num_cpus), **self.resources}
+            if self.memory is not None:
+                need["memory"] = float(self.memory)
+            nodes = self.cluster.nodes()
+            self._placeable = any(all(n.get(k, 0.0) >= v for k, v in need.items() if v)
+                                  for n in nodes)
+            if not self._placeable:
+                raise ValueError(f"tool {spec.name!r} needs {need} per call on Ray, and no node "
+                                 f"of the cluster has that much (nodes: {nodes}); lower its "
+                                 "needs with RayExecutor.options() or add a larger node")
+        elif not self._placeable:
+            raise ValueError(f"tool {spec.name!r}: no node of the Ray cluster can hold a call")
+        return ray
+
+    async def run(self, spec: ToolSpec, args: dict[str, Any]) -> Any:
+        """Run the tool's body once as a Ray task; its error is raised here as it was there."""
+        ray = self.ready(spec)
+        shipped = self.cluster.spec_ref(spec)
+        slots = self.cluster.slots
+        await slots.acquire(self.queue_timeout, f"tool {spec.name!r}")
+        try:
+            ref = self.cluster.remote("task").options(**self.ray_options()).remote(shipped, args)
+            try:
+                tag, value = await ref
+            except asyncio.CancelledError:
+                ray.cancel(ref, force=True)       # kills the worker: resources free at once
+                raise
+            except ray.exceptions.RayError as exc:
+                raise remote_failure(spec, "task", exc) from None
+        finally:
+            slots.release()
+        if tag == "error":
+            raise value
+        return value
+
+    def execution(self, spec: ToolSpec) -> PartialExecution:
+        """One Ray actor for one call of a streamed or custom tool."""
+        from .ray_call import RemoteExecution
+
+        return RemoteExecution(self, spec)
