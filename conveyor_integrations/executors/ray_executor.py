@@ -13,8 +13,9 @@ cannot place until resources free. Results come back to the agent's process and 
 exactly once there, as in-process ones are.
 
 Written on Ray's own task and actor API (no Ray library does partial execution); the cluster is
-the user's: ``address=None`` starts a local one on first use, ``"auto"`` or ``"host:port"``
-joins an existing one, and a process that already called ``ray.init`` keeps its connection.
+the user's: ``address=None`` starts a local one on first use (``init`` says its size),
+``"auto"`` joins the one ``ray start`` made on this machine, ``"host:port"`` any other, and a
+process that already called ``ray.init`` keeps its connection.
 Example (nothing connects until a call runs)::
 
     >>> executor = RayExecutor(num_cpus=1)
@@ -85,7 +86,7 @@ class RayCluster:
                 kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
                 kwargs.update(self.init)
                 if self.address is None:
-                    ray.init(**kwargs)
+                    ray.init(address="local", **kwargs)    # a new cluster of its own
                     self.started_here = True
                 else:
                     ray.init(address=self.address, **kwargs)
@@ -154,10 +155,11 @@ class RayExecutor:
         """Join or start the cluster now (otherwise the first call does, and waits for it)."""
         self.cluster.connect()
 
-    def warm(self, *tools: Any) -> None:
+    def warm(self, *tools: Any, tasks: int | None = None) -> None:
         """Load ``tools`` in the cluster now: for a streamed or custom tool, start its
-        ``warm_actors`` actors; for the others, one task per CPU of ``num_cpus`` imports the
-        tool's modules in the workers. Otherwise the first calls pay for it (about a second)."""
+        ``warm_actors`` actors; for the others, ``tasks`` tasks at once (default: as many as
+        the cluster's CPUs hold) import the tool's modules in that many workers. Otherwise the
+        first calls pay for it (a second or two)."""
         from ..spec import spec_of
 
         ray = self.cluster.connect()
@@ -174,8 +176,11 @@ class RayExecutor:
                         pool.append(self._new_actor(shipped))
                     waits += [a.__ray_ready__.remote() for a in pool]
             else:
+                if tasks is None:
+                    cpus = sum(n.get("CPU", 0.0) for n in self.cluster.nodes())
+                    tasks = max(1, int(cpus // self.num_cpus) if self.num_cpus else 1)
                 task = self.cluster.remote("warm").options(**self.ray_options())
-                waits += [task.remote(shipped) for _ in range(max(1, int(self.num_cpus)))]
+                waits += [task.remote(shipped, 0.5) for _ in range(tasks)]
         ray.get(waits)
 
     def _new_actor(self, shipped: Any) -> Any:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import os
 import pickle
+import time
 from collections.abc import Awaitable
 from typing import Any
 
@@ -66,8 +67,10 @@ async def _tagged(step: Awaitable[Any]) -> Tagged:
         return ("error", portable(exc))
 
 
-def warm_body(spec: Any) -> bool:
-    """A task that only loads ``spec`` (and so imports the tool's modules) in a worker."""
+def warm_body(spec: Any, hold_s: float) -> bool:
+    """A task that only loads ``spec`` (and so imports the tool's modules) in a worker; it
+    holds the worker ``hold_s`` s so that the warm-up tasks land on different workers."""
+    time.sleep(hold_s)
     return spec is not None
 
 

@@ -2,8 +2,8 @@
 
 The recorded messages of the benchmark's workloads stream through ``ChatConveyor`` (a Replay
 backend at 150 tokens/s) with the same tools: in-process, then with a :class:`RayExecutor`
-joined to the test's local cluster, once to warm its workers (a cold worker spends a second or
-two importing the tool's modules: BENCHMARKS.md has that figure) and once measured. The tool
+joined to the test's local cluster and warmed first (``RayExecutor.warm``: a cold worker
+spends a second or two importing the tool's modules; BENCHMARKS.md has that figure). The tool
 results must be equal, the bodies must have run in Ray's processes (never this one) once per
 call or item, and they must have started before the message's last token arrived.
 """
@@ -90,9 +90,9 @@ def test_search_queries_run_as_ray_tasks_as_each_query_closes(
     text = tx.SEARCH[name]
     here_log, there_log = tmp_path / "here.log", tmp_path / "there.log"
     _, here, _ = turn([search_tool(search_url, here_log), _outline()], text, sched)
-    turn([search_tool(search_url, tmp_path / "warm.log", ray_executor), _outline()], text, sched)
-    msg, there, decode_end = turn([search_tool(search_url, there_log, ray_executor),
-                                   _outline()], text, sched)
+    searcher = search_tool(search_url, there_log, ray_executor)
+    ray_executor.warm(searcher)                    # its modules imported in every worker
+    msg, there, decode_end = turn([searcher, _outline()], text, sched)
     assert there == here
     queries = [label for label, _, _ in read_log(here_log)]
     rows = read_log(there_log)
