@@ -25,7 +25,7 @@ from .errors import (
 )
 from .partial import partial_tool
 from .scheduler import Scheduler, default_scheduler, set_default_scheduler
-from .spec import PartialExecution, ToolSpec
+from .spec import PartialExecution, ToolExecutor, ToolSpec
 
 __all__ = [
     "AlreadyClaimed",
@@ -38,6 +38,7 @@ __all__ = [
     "ResultDropped",
     "RunWhenInvoked",
     "Scheduler",
+    "ToolExecutor",
     "ToolSpec",
     "ToolTimeout",
     "default_scheduler",

@@ -4,7 +4,7 @@ Events for the call are queued in decoding order and one task feeds them to the 
 ``PartialExecution``, so ``feed`` is never re-entered and never reordered. Each step is bounded by
 the tool's ``timeout``. Async tool bodies run on the execution's loop (the caller's, where its
 resources live); synchronous ones on the scheduler's thread pool. A tool's executor
-(:mod:`.executor`) moves its bodies, or for streamed and custom tools its whole execution,
+(:class:`~.spec.ToolExecutor`) moves its bodies, or for streamed and custom tools its whole execution,
 elsewhere (a Ray cluster); events still go to it in order from here. The result lands in a
 ``concurrent.futures.Future`` that any thread may wait on. The execution knows its owner only
 through the :class:`Hooks` it is given. Internal: users meet it through ``Scheduler.claim``.
@@ -25,10 +25,9 @@ from typing import Any
 
 from .errors import EarlyAbort, ResultDropped, ToolTimeout
 from .events import CallDone, CallEvent, CallMalformed, CallStarted, FieldDone, ItemDone, TextChunk
-from .executor import ToolExecutor, remote_execution_of
 from .loop_inbox import inbox_for
 from .observers import ExecutionEvent, Observe
-from .spec import ToolSpec
+from .spec import PartialExecution, ToolExecutor, ToolSpec
 from .strategies import CompleteCall
 from .timings import CallTiming
 
@@ -258,6 +257,15 @@ class EarlyRun:
         if claim_args is None or self.final_args is None or not isinstance(claim_args, dict):
             return False
         return self.spec.tool_args(claim_args) != self.final_args
+
+
+def remote_execution_of(spec: ToolSpec, executor: ToolExecutor | None,
+                        complete_only: bool) -> PartialExecution | None:
+    """The executor's own execution of one call of ``spec``, for streamed and custom tools
+    (statements, lines, plan steps), which keep state between pieces; None otherwise."""
+    if executor is None or complete_only or spec.starts_on[0] not in ("stream", "custom"):
+        return None
+    return executor.execution(spec)
 
 
 class _Runner:

@@ -35,12 +35,11 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .errors import EarlyAbort
-from .spec import PartialExecution, spec_for_callable
+from .spec import PartialExecution, ToolExecutor, spec_for_callable
 from .store import ABORTED_AND_GONE
 from .strategies import Combine
 
 if TYPE_CHECKING:
-    from .executor import ToolExecutor
     from .scheduler import Scheduler
 
 __all__ = ["partial_tool"]

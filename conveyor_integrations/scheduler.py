@@ -29,11 +29,10 @@ from typing import Any, TypeVar
 
 from .early_run import EarlyRun
 from .errors import EarlyAbort, RunWhenInvoked
-from .executor import ToolExecutor
 from .observers import Observer
 from .policy import ApprovalRequired, BoundTools, CompleteCallDispatch, HoldSideEffects, Policy
 from .session import RequestSession
-from .spec import ToolSpec
+from .spec import ToolExecutor, ToolSpec
 from .store import SHARED, ResultStore
 from .timings import CallTiming
 

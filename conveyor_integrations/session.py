@@ -47,10 +47,10 @@ from .events import (
     StreamDone,
     TextChunk,
 )
-from .executor import ToolExecutor
 from .loop_inbox import inbox_for
 from .observers import Observer, open_observers
 from .policy import Policy, Start, run_under
+from .spec import ToolExecutor
 from .store import ResultStore
 from .timings import CallTiming
 

@@ -23,15 +23,13 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from .events import CallStarted, FieldDone, ItemDone, TextChunk
 from .strategies import Combine, Runner, strategy_factory
 
-if TYPE_CHECKING:
-    from .executor import ToolExecutor
-
-__all__ = ["PartialExecution", "Runner", "ToolSpec", "fields_of", "spec_for_callable", "spec_of"]
+__all__ = ["PartialExecution", "Runner", "ToolExecutor", "ToolSpec", "fields_of", "spec_for_callable",
+           "spec_of"]
 
 _UNITS = ("line", "statement", "raw")
 
@@ -65,6 +63,30 @@ class PartialExecution(Protocol):
 
     async def cancel(self) -> None:
         """Stop all work and release threads and processes; the result will never be used."""
+        ...
+
+
+@runtime_checkable
+class ToolExecutor(Protocol):
+    """Runs tool work away from the loop that drives the model's stream.
+
+    By default a tool's early work runs in the agent's process. An executor moves it elsewhere,
+    for one tool (``partial_tool(..., executor=...)``) or for every tool with a synchronous body
+    that a scheduler starts (``Scheduler(executor=...)``); results still come back here and are
+    handed over once. :class:`~conveyor_integrations.executors.RayExecutor` is the one shipped.
+    """
+
+    def check(self, spec: ToolSpec) -> None:
+        """Raise a clear error now (decoration or binding time) if ``spec`` cannot run here."""
+        ...
+
+    async def run(self, spec: ToolSpec, args: dict[str, Any]) -> Any:
+        """Run the tool's body once on ``args`` and return its result (or raise its error)."""
+        ...
+
+    def execution(self, spec: ToolSpec) -> PartialExecution | None:
+        """A fresh execution of one call that runs elsewhere and is fed the call's pieces in
+        order, or None to keep the tool's strategy here (its body then runs through ``run``)."""
         ...
 
 

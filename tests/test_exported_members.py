@@ -11,8 +11,8 @@ import pytest
 PUBLIC = {
     "conveyor_integrations": [
         "AlreadyClaimed", "ClaimError", "ConveyorError", "EarlyAbort", "PartialExecution",
-        "RequestCancelled", "ResultDropped", "RunWhenInvoked", "Scheduler", "ToolSpec",
-        "ToolTimeout",
+        "RemoteToolError", "RequestCancelled", "ResultDropped", "RunWhenInvoked", "Scheduler",
+        "ToolExecutor", "ToolSpec", "ToolTimeout",
         "default_scheduler", "partial_tool", "set_default_scheduler"],
     "conveyor_integrations.adapters": [],
     "conveyor_integrations.adapters.langchain": ["ChatConveyor", "ConveyorCallbackHandler"],
@@ -29,15 +29,17 @@ PUBLIC = {
         "CallDone", "CallEvent", "CallMalformed", "CallStarted", "Event", "FieldDone", "ItemDone",
         "JSONPath", "StreamDone", "Text", "TextChunk"],
     "conveyor_integrations.errors": [
-        "AlreadyClaimed", "ClaimError", "ConveyorError", "EarlyAbort", "RequestCancelled",
-        "ResultDropped", "RunWhenInvoked", "ToolTimeout"],
+        "AlreadyClaimed", "ClaimError", "ConveyorError", "EarlyAbort", "RemoteToolError",
+        "RequestCancelled", "ResultDropped", "RunWhenInvoked", "ToolTimeout"],
+    "conveyor_integrations.executors": ["ClusterBusy", "RayExecutor", "RemoteToolError"],
     "conveyor_integrations.observers": [
         "KINDS", "ExecutionEvent", "Observe", "Observer", "add_observer", "open_observers",
         "remove_observer"],
     "conveyor_integrations.otel": ["instrument", "uninstrument"],
     "conveyor_integrations.policy": [
-        "ApprovalRequired", "BoundTools", "CompleteCallDispatch", "HoldSideEffects", "Policy",
-        "Start", "bound_specs", "current_policy"],
+        "ApprovalRequired", "ApprovalSnapshot", "BoundTools", "CompleteCallDispatch",
+        "HoldSideEffects", "Policy", "Start", "approval_snapshot", "bound_specs",
+        "current_policy", "set_current_policy"],
     "conveyor_integrations.bench": ["main", "parse_args", "run_bench"],
     "conveyor_integrations.parsing": [
         "PARSERS", "DeepSeekV3Parser", "FencedCodeParser", "Glm45Parser", "HarmonyParser",
@@ -70,5 +72,5 @@ def test_partial_tool_signature() -> None:
 
     params = inspect.signature(partial_tool).parameters
     assert list(params) == ["tool", "start_on", "stream", "unit", "items", "combine",
-                            "execution", "side_effects", "timeout", "scheduler"]
+                            "execution", "side_effects", "timeout", "scheduler", "executor"]
     assert params["unit"].default == "line" and params["side_effects"].default is False

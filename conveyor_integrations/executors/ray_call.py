@@ -13,27 +13,39 @@ sandbox in it, end; its resources free). Internal to :mod:`.ray_executor`.
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..errors import EarlyAbort, RunWhenInvoked
 from ..events import CallStarted, FieldDone, ItemDone, TextChunk
 from ..policy import approval_snapshot, current_policy
-from .ray_executor import remote_failure
+from .ray_cluster import RayCluster, remote_failure
 from .slots import ClusterBusy
 
 if TYPE_CHECKING:
     from ..spec import ToolSpec
-    from .ray_executor import RayExecutor
 
-__all__ = ["RemoteExecution"]
+__all__ = ["Placer", "RemoteExecution"]
 
 _GRACE_S = 5.0      # how long the actor's own cancel() may take before the actor is killed
+
+
+class Placer(Protocol):
+    """What a :class:`RemoteExecution` needs of its executor (a ``RayExecutor``)."""
+
+    cluster: RayCluster
+    queue_timeout: float
+
+    def ready(self, spec: ToolSpec) -> Any: ...
+
+    def take_actor(self, spec: ToolSpec, shipped: Any) -> Any: ...
+
+    def ray_options(self) -> dict[str, Any]: ...
 
 
 class RemoteExecution:
     """Proxy of one call's execution in a Ray actor (implements ``PartialExecution``)."""
 
-    def __init__(self, executor: RayExecutor, spec: ToolSpec) -> None:
+    def __init__(self, executor: Placer, spec: ToolSpec) -> None:
         self._executor, self._spec = executor, spec
         self._ray: Any = None
         self._actor: Any = None

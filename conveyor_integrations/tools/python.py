@@ -72,8 +72,8 @@ from .python_sandbox import (
 )
 
 if TYPE_CHECKING:
-    from ..executor import ToolExecutor
     from ..scheduler import Scheduler
+    from ..spec import ToolExecutor
 
 __all__ = ["Isolation", "Limits", "PythonExecution", "StatementResult", "arun_python_code",
            "partial_python", "python_tool", "run_python", "run_python_code"]

@@ -16,7 +16,7 @@ import httpx
 from langchain_core.tools import BaseTool, tool
 
 from conveyor_integrations import partial_tool
-from conveyor_integrations.executor import ToolExecutor
+from conveyor_integrations.spec import ToolExecutor
 from conveyor_integrations.tools.calculator import evaluate
 from conveyor_integrations.tools.plan import PlanExecution, run_plan_text
 from conveyor_integrations.tools.python import Limits, partial_python, run_python_code
