@@ -31,7 +31,7 @@ from .spec import PartialExecution, ToolExecutor, ToolSpec
 from .strategies import CompleteCall
 from .timings import CallTiming
 
-__all__ = ["EarlyRun", "Hooks"]
+__all__ = ["EarlyRun", "Hooks", "executor_of", "remote_execution_of"]
 
 _log = logging.getLogger("conveyor_integrations")
 
@@ -78,7 +78,7 @@ class EarlyRun:
         runner = _Runner(self)
         # the tool's own executor, else the scheduler's for a synchronous body (an async body
         # stays on this loop, with the caller's resources)
-        self.executor = spec.executor or (None if spec.is_async else executor)
+        self.executor = executor_of(spec, executor)
         remote = remote_execution_of(spec, self.executor, complete_only)
         self._works_from_start = spec.custom or remote is not None
         self.impl = (CompleteCall(runner) if complete_only else remote if remote is not None
@@ -257,6 +257,12 @@ class EarlyRun:
         if claim_args is None or self.final_args is None or not isinstance(claim_args, dict):
             return False
         return self.spec.tool_args(claim_args) != self.final_args
+
+
+def executor_of(spec: ToolSpec, default: ToolExecutor | None) -> ToolExecutor | None:
+    """Where ``spec``'s work runs: its own executor, else ``default`` (a scheduler's) for a
+    synchronous body; an async body stays on the caller's loop, with the caller's resources."""
+    return spec.executor or (None if spec.is_async else default)
 
 
 def remote_execution_of(spec: ToolSpec, executor: ToolExecutor | None,

@@ -34,6 +34,7 @@ import inspect
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from .early_run import executor_of
 from .errors import EarlyAbort
 from .spec import PartialExecution, ToolExecutor, spec_for_callable
 from .store import ABORTED_AND_GONE
@@ -140,7 +141,12 @@ def _wrap_function(fn: Callable[..., Any], sched: Scheduler | None,
                 found, value = await sched.aclaim(name=name, args=args, spec=spec)
             except EarlyAbort as exc:
                 return exc.reason
-            return value if found else await fn(*a, **kw)
+            if found:
+                return value
+            executor = executor_of(spec, sched.executor)
+            if executor is not None:              # where the tool's work runs, now too
+                return await executor.run(spec, spec.tool_args(args))
+            return await fn(*a, **kw)
 
         wrapper: Callable[..., Any] = async_wrapper
     else:
@@ -157,7 +163,12 @@ def _wrap_function(fn: Callable[..., Any], sched: Scheduler | None,
                 found, value = sched.claim(name=name, args=args, spec=spec)
             except EarlyAbort as exc:
                 return exc.reason
-            return value if found else fn(*a, **kw)
+            if found:
+                return value
+            executor = executor_of(spec, sched.executor)
+            if executor is not None:
+                return sched.submit(executor.run(spec, spec.tool_args(args))).result()
+            return fn(*a, **kw)
 
         wrapper = sync_wrapper
     wrapper.conveyor_spec = spec  # type: ignore[attr-defined]

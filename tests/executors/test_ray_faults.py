@@ -293,3 +293,27 @@ async def test_a_scheduler_wide_executor_takes_sync_tools_and_leaves_async_ones_
         sched.close()
     where = {label: pid for label, pid, _ in read_log(log)}
     assert where["sync"] != os.getpid() and where["async"] == os.getpid()
+
+
+def test_a_call_the_framework_runs_itself_runs_on_ray_too(
+        sched: Scheduler, ray_executor: RayExecutor, tmp_path: Path) -> None:
+    from langchain_core.tools import tool
+
+    log = tmp_path / "runs.log"
+
+    @partial_tool(start_on=["q"], executor=ray_executor)
+    def plain(q: str) -> str:
+        log_run(log, f"plain {q}")
+        return q.upper()
+
+    @tool
+    def lc(q: str) -> str:
+        """Shout."""
+        log_run(log, f"lc {q}")
+        return q.upper()
+
+    lc_fast = partial_tool(lc, start_on=["q"], executor=ray_executor)
+    assert plain("a") == "A"                       # nothing started early: still on Ray
+    assert lc_fast.invoke({"q": "b"}) == "B"
+    assert sorted(label for label, _, _ in read_log(log)) == ["lc b", "plain a"]
+    assert all(pid != os.getpid() for _, pid, _ in read_log(log))

@@ -35,6 +35,7 @@ from langchain_core.messages import ToolMessage
 from langchain_core.runnables import RunnableConfig
 from langchain_core.tools import BaseTool, StructuredTool
 
+from ...early_run import executor_of
 from ...errors import EarlyAbort
 from ...scheduler import Scheduler
 from ...spec import ToolSpec, spec_for_callable
@@ -177,6 +178,10 @@ def _partial_class(base: type[BaseTool], spec: ToolSpec, owner: Scheduler | None
                     dispatch(run_manager, late_events(late, None, sched.timing))
                 if found:
                     return value
+            sched = resolve_scheduler(owner)
+            executor = executor_of(spec, sched.executor)
+            if executor is not None and not args:   # where the tool's work runs, now too
+                return sched.submit(executor.run(spec, spec.tool_args(kwargs))).result()
             return super()._run(*args, **kwargs, **_forward(base_run_params, config, run_manager))
 
         async def _arun(self, *args: Any, config: RunnableConfig,
@@ -196,6 +201,9 @@ def _partial_class(base: type[BaseTool], spec: ToolSpec, owner: Scheduler | None
                     await adispatch(run_manager, late_events(late, None, sched.timing))
                 if found:
                     return value
+            executor = executor_of(spec, resolve_scheduler(owner).executor)
+            if executor is not None and not args:
+                return await executor.run(spec, spec.tool_args(kwargs))
             return await super()._arun(*args, **kwargs,
                                        **_forward(base_arun_params, config, run_manager))
 
