@@ -156,7 +156,8 @@ async def _agent(address: str | None, proc: int, requests: int, pieces: int,
     if address is not None:
         from ..executors import RayExecutor
 
-        executor = RayExecutor(address, num_cpus=0.25, max_in_flight=512, warm_actors=2)
+        executor = RayExecutor(address, num_cpus=0.25, max_in_flight=512,
+                               warm_actors=requests)   # one started actor per call at once
     made = make_tools(log, executor)
     if executor is not None:
         executor.warm(*made)                  # as a service does when it starts

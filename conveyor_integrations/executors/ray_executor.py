@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from .ray_call import RemoteExecution
 from .ray_cluster import RayCluster, import_ray, remote_failure
+from .slots import ClusterBusy
 
 if TYPE_CHECKING:
     from ..spec import PartialExecution, ToolSpec
@@ -103,7 +104,12 @@ class RayExecutor:
                     tasks = max(1, int(cpus // self.num_cpus) if self.num_cpus else 1)
                 task = self.cluster.remote("warm").options(**self.ray_options())
                 waits += [task.remote(shipped, 0.5) for _ in range(tasks)]
-        ray.get(waits)
+        try:
+            ray.get(waits, timeout=self.queue_timeout)
+        except ray.exceptions.GetTimeoutError:
+            raise ClusterBusy(f"warm(): the cluster could not place the warm actors and tasks "
+                              f"({self.ray_options()} each) within {self.queue_timeout:g} s; "
+                              "lower warm_actors or add nodes") from None
 
     def _new_actor(self, shipped: Any) -> Any:
         return self.cluster.remote("actor").options(**self.ray_options()).remote(shipped)
