@@ -129,7 +129,7 @@ def render(reasoning: str, content: str, calls: Calls, version: str) -> tuple[st
     against the jinja2 rendering of the template itself."""
     new = version == "4.5"
     nl = "\n" if new else ""
-    head = (f"{nl}<think>{reasoning.strip()}</think>" if reasoning.strip() else
+    head = (f"{nl}<think>{reasoning.strip()}</think>" if reasoning else    # as jinja: not stripped
             "\n<think></think>" if new else "</think>")
     out = outside = head + (nl + content.strip() if content.strip() else "")
     ends: list[int] = []
@@ -650,3 +650,16 @@ def test_same_calls_as_vllm_no_later(vllm_glm: Any, data: st.DataObject) -> None
             theirs_at = next(d for d, ls in enumerate(lengths)
                              if index < len(ls) and ls[index] >= offset)
             assert when[index, key] <= theirs_at, (index, key, deltas)
+
+
+@pytest.mark.parametrize("version", ["4.5", "4.7"])
+@pytest.mark.parametrize("reasoning", ["\r", "\n", " \r\n"])
+def test_whitespace_reasoning_renders_an_empty_think_block_kept_as_text(
+        reasoning: str, version: str) -> None:
+    """The template tests the reasoning unstripped, so whitespace alone gives ``<think></think>``
+    (not 4.7's bare ``</think>``); the parser passes that block through as text at any split."""
+    text, _, outside = render(reasoning, "", [], version)
+    assert text.endswith("<think></think>")
+    for cut in range(len(text) + 1):
+        events = feed_all(parser("line"), [text[:cut], text[cut:]])
+        assert "".join(e.text for e in events if isinstance(e, Text)) == outside
