@@ -26,6 +26,7 @@ from .errors import (
 from .partial import partial_tool
 from .scheduler import Scheduler, default_scheduler, set_default_scheduler
 from .spec import PartialExecution, ToolExecutor, ToolSpec
+from .speculation import Prediction, Speculation
 
 __all__ = [
     "AlreadyClaimed",
@@ -33,11 +34,13 @@ __all__ = [
     "ConveyorError",
     "EarlyAbort",
     "PartialExecution",
+    "Prediction",
     "RemoteToolError",
     "RequestCancelled",
     "ResultDropped",
     "RunWhenInvoked",
     "Scheduler",
+    "Speculation",
     "ToolExecutor",
     "ToolSpec",
     "ToolTimeout",

@@ -28,6 +28,7 @@ from .events import CallDone, CallEvent, CallMalformed, CallStarted, FieldDone, 
 from .loop_inbox import inbox_for
 from .observers import ExecutionEvent, Observe
 from .spec import PartialExecution, ToolExecutor, ToolSpec
+from .speculation import SpeculativeRun
 from .strategies import CompleteCall
 from .timings import CallTiming
 
@@ -44,6 +45,10 @@ class Hooks:
     """It raised ``EarlyAbort``: stop decoding."""
     on_waiting: Callable[[EarlyRun], None]
     """Its call is complete (or aborted): it now waits to be claimed."""
+    speculated: Callable[[ToolSpec, dict[str, Any]], SpeculativeRun | None] | None = None
+    """A held speculative run of this body on these arguments, taken (or None)."""
+    on_result: Callable[[EarlyRun, Any], None] | None = None
+    """It has its result (before anyone can claim it): predict what comes next."""
 
 
 class EarlyRun:
@@ -116,6 +121,15 @@ class EarlyRun:
 
     async def _run_tool(self, args: dict[str, Any]) -> Any:
         timing = self.timing
+        take = self._hooks.speculated
+        if take is not None and self.spec.read_only:
+            held = take(self.spec, args)
+            if held is not None:              # started before the call was written: once
+                timing.speculated += 1
+                if timing.tool_start is None:
+                    timing.tool_start = held.started
+                    self.note("tool_start", speculative=True)
+                return await held.wait()
         if self.executor is not None:
             if timing.tool_start is None:     # submitted (it may still wait for room there)
                 timing.tool_start = time.perf_counter()
@@ -162,6 +176,8 @@ class EarlyRun:
                     assert self.final_args is not None
                     value = await self._step(impl.finish(dict(self.final_args)))
                     timing.tool_end, timing.status = time.perf_counter(), "ok"
+                    if self._hooks.on_result is not None and self.spec.follow_up is not None:
+                        self._hooks.on_result(self, value)    # before a claim can return
                     self._settle(value, None)
                     self._finished("ok")
                     return

@@ -60,6 +60,8 @@ def partial_tool(
     timeout: float | None = None,
     scheduler: Scheduler | None = None,
     executor: ToolExecutor | None = None,
+    read_only: bool | None = None,
+    follow_up: Callable[[dict[str, Any], Any], Any] | None = None,
 ) -> Any:
     """Let ``tool`` start on the part of its call that is already decoded.
 
@@ -80,11 +82,17 @@ def partial_tool(
     ``scheduler`` is where claims go (default: the process-wide one, looked up when called).
     ``executor`` runs the tool's early work elsewhere, e.g. on a Ray cluster
     (:class:`~conveyor_integrations.executors.RayExecutor`); checked here.
+    ``read_only=True`` says running the tool changes nothing (for an MCP tool, its
+    ``readOnlyHint`` annotation is the default), so it may run speculatively; ``follow_up(args,
+    result)`` returns the calls likely to come after this one
+    (:class:`~conveyor_integrations.speculation.Prediction`), started before the model writes
+    them when they are read-only tools of the request (:mod:`~conveyor_integrations.speculation`).
     """
     options: dict[str, Any] = {"start_on": start_on, "stream": stream, "unit": unit,
                                "items": items, "combine": combine, "execution": execution,
                                "side_effects": side_effects, "timeout": timeout,
-                               "executor": executor}
+                               "executor": executor, "read_only": read_only,
+                               "follow_up": follow_up}
 
     def wrap(obj: Any) -> Any:
         modules = [c.__module__ for c in type(obj).__mro__]
@@ -108,7 +116,7 @@ def _wrap_function(fn: Callable[..., Any], sched: Scheduler | None,
     if getattr(fn, "conveyor_spec", None) is not None:
         fn = fn.__wrapped__  # type: ignore[attr-defined]   # re-decorated: from the original
     name = getattr(fn, "__name__", type(fn).__name__)
-    spec = spec_for_callable(name, fn, **options)
+    spec = spec_for_callable(name, fn, **{**options, "read_only": bool(options["read_only"])})
     sig = inspect.signature(fn)
 
     def claimer() -> Scheduler:

@@ -33,6 +33,7 @@ from .observers import Observer
 from .policy import ApprovalRequired, BoundTools, CompleteCallDispatch, HoldSideEffects, Policy
 from .session import RequestSession
 from .spec import ToolExecutor, ToolSpec
+from .speculation import Speculation
 from .store import SHARED, ResultStore
 from .timings import CallTiming
 
@@ -50,18 +51,23 @@ class Scheduler:
     ``executor`` (e.g. :class:`~conveyor_integrations.executors.RayExecutor`) runs the work of
     every tool with a synchronous body elsewhere, unless the tool names its own; async tools stay
     on the loop that holds their resources. Bound tools are checked against it when a session
-    starts.
+    starts. ``speculation`` holds the budgets of speculative calls
+    (:class:`~conveyor_integrations.speculation.Speculation`); only tools that declare
+    ``follow_up=`` and ``read_only=True`` ever use it.
     """
 
     def __init__(self, *, max_threads: int = 16, claim_timeout: float = 300.0,
                  store: ResultStore | None = None,
-                 executor: ToolExecutor | None = None) -> None:
+                 executor: ToolExecutor | None = None,
+                 speculation: Speculation | None = None) -> None:
         self.store = store if store is not None else SHARED
         self.claim_timeout = claim_timeout
         """Seconds an unclaimed result is kept."""
         self._max_threads = max_threads
         self.executor = executor
         """Where tools with synchronous bodies run (None: here)."""
+        self.speculation = speculation if speculation is not None else Speculation()
+        """The speculative runs of tools that declare ``follow_up=`` and their budgets."""
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -81,6 +87,7 @@ class Scheduler:
         loop: asyncio.AbstractEventLoop | None = None,
         on_abort: Callable[[str, EarlyAbort], None] | None = None,
         observers: Iterable[Observer] = (),
+        follows: Iterable[str] = (),
     ) -> RequestSession:
         """Start driving one model stream: feed it the parser's events.
 
@@ -92,6 +99,8 @@ class Scheduler:
         loop, or the scheduler's own when there is none. ``on_abort(call_id, exc)`` is called
         (on that loop) when an execution raises ``EarlyAbort``. ``observers`` watch this
         request's executions beside those added with :func:`~.observers.add_observer`.
+        ``follows`` are the call ids whose results are in the request's history: the
+        speculative runs their results predicted become this request's to take.
         """
         if policy is None:
             policy = tools if isinstance(tools, BoundTools) else BoundTools(tools)
@@ -113,7 +122,8 @@ class Scheduler:
         return RequestSession(self.store, policy, loop=loop, pool=self.pool,
                               request_id=request_id, owner=self,
                               claim_timeout=self.claim_timeout, on_abort=on_abort,
-                              observers=observers, executor=self.executor)
+                              observers=observers, executor=self.executor,
+                              speculation=self.speculation, follows=follows)
 
     # -- the loop and the pool ---------------------------------------------------------------
     @property
@@ -228,6 +238,7 @@ class Scheduler:
         with self._lock:
             self._closed = True
             loop, thread, pool = self._loop, self._thread, self._pool
+        self.speculation.close()
         held = self.store.drain(self)
         for ex in held:
             if ex.loop is not loop:

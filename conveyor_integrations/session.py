@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import Executor
 from typing import Any
 
-from .early_run import EarlyRun, Hooks
+from .early_run import EarlyRun, Hooks, executor_of
 from .errors import EarlyAbort, RequestCancelled
 from .events import (
     CallDone,
@@ -51,6 +51,8 @@ from .loop_inbox import inbox_for
 from .observers import Observer, open_observers
 from .policy import Policy, Start, run_under
 from .spec import ToolExecutor
+from .speculation import Speculation
+from .speculation_request import RequestSpeculation
 from .store import ResultStore
 from .timings import CallTiming
 
@@ -68,7 +70,9 @@ class RequestSession:
                  claim_timeout: float = 300.0,
                  on_abort: Callable[[str, EarlyAbort], None] | None = None,
                  observers: Iterable[Observer] = (),
-                 executor: ToolExecutor | None = None) -> None:
+                 executor: ToolExecutor | None = None,
+                 speculation: Speculation | None = None,
+                 follows: Iterable[str] = ()) -> None:
         self.store, self.policy, self.loop, self._pool = store, policy, loop, pool
         self._executor = executor
         self._owner, self._claim_timeout = owner, claim_timeout
@@ -90,7 +94,12 @@ class RequestSession:
         """Copied for each early run: its request's policy, nothing of the caller's context."""
         self._closed = False
         self._noted_aborts: set[str] = set()
-        self._hooks = Hooks(on_abort=self._on_abort, on_waiting=store.arm_expiry)
+        self._speculation = (None if speculation is None
+                             else RequestSpeculation(speculation, follows))
+        self._hooks = Hooks(on_abort=self._on_abort, on_waiting=store.arm_expiry,
+                            speculated=(self._speculation.take if self._speculation is not None
+                                        and self._speculation.holds else None),
+                            on_result=None if self._speculation is None else self._predict)
         self._driver: int | None = None
         self._driver_on_loop = False
         self._inbox = inbox_for(loop)
@@ -193,16 +202,31 @@ class RequestSession:
         return ex
 
     def finish(self) -> None:
-        """Decoding ended normally: stamp the decode end on every call."""
+        """Decoding ended normally: stamp the decode end on every call. Held speculative runs
+        that no call of this message takes are cancelled once its early work is done."""
         if self.decode_end is None:
             self.decode_end = time.perf_counter()
             for timing in self.timings.values():
                 timing.decode_end = self.decode_end
+            if self._speculation is not None:
+                self._speculation.remember(t.call_id for t in self.timings.values())
+                self._speculation.miss_left_after(ex.result for ex in self._execs.values())
+
+    # -- speculation -------------------------------------------------------------------------
+    def _predict(self, ex: EarlyRun, value: Any) -> None:
+        """``ex``'s tool has a follow-up: start its predictions (read-only tools only)."""
+        if self._speculation is not None and not self._closed:
+            self._speculation.predict(
+                ex.spec, ex.call_id, ex.final_args or {}, value, policy=self.policy,
+                context=self._context, loop=self.loop, pool=self._pool,
+                executor=lambda spec: executor_of(spec, self._executor))
 
     def cancel(self, reason: str = "request cancelled") -> None:
         """The stream failed or was cancelled: cancel and drop every execution of the request."""
         self._closed = True
         self.finish()
+        if self._speculation is not None:
+            self._speculation.miss_left()
         for ex in self._execs.values():
             if self.store.discard(ex):
                 ex.drop_soon(reason, exc=RequestCancelled(reason))
@@ -230,9 +254,12 @@ class RequestSession:
         abort = None if self.abort is None else {"reason": self.abort.reason,
                                                  "call_id": self.abort_call_id}
         calls = self.timings_dict()
-        return {"request_id": self.request_id, "tool_format": tool_format,
-                "decode_s": round(end - self.started, 6), "calls": calls,
-                "saved_s": round(sum(c["saved_s"] or 0.0 for c in calls), 6), "abort": abort}
+        out = {"request_id": self.request_id, "tool_format": tool_format,
+               "decode_s": round(end - self.started, 6), "calls": calls,
+               "saved_s": round(sum(c["saved_s"] or 0.0 for c in calls), 6), "abort": abort}
+        if self._speculation is not None and self._speculation.stats.started:
+            out["speculation"] = self._speculation.stats.as_dict()
+        return out
 
     def note_aborted(self, call: CallDone) -> None:
         """Remember the call that stopped decoding by its partial arguments (as its tool sees

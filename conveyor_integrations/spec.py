@@ -121,6 +121,12 @@ class ToolSpec:
     ``conveyor analyze`` estimates it from."""
     executor: ToolExecutor | None = None
     """Where its work runs when not in the agent's process (``partial_tool(executor=...)``)."""
+    read_only: bool = False
+    """Running it changes nothing: it may be run speculatively, before the model writes it
+    (:mod:`~conveyor_integrations.speculation`)."""
+    follow_up: Callable[[dict[str, Any], Any], Any] | None = None
+    """``follow_up(args, result)``: the calls likely to come next (``Prediction`` s), started
+    speculatively when they are read-only tools of the request."""
 
     def tool_args(self, args: Mapping[str, Any]) -> dict[str, Any]:
         """``args`` as the tool will see them: fields it does not take dropped, defaults filled.
@@ -204,6 +210,8 @@ def spec_for_callable(
     side_effects: bool = False,
     timeout: float | None = None,
     executor: ToolExecutor | None = None,
+    read_only: bool = False,
+    follow_up: Callable[[dict[str, Any], Any], Any] | None = None,
 ) -> ToolSpec:
     """Check ``partial_tool``'s options against the tool and build its :class:`ToolSpec`.
 
@@ -234,6 +242,12 @@ def spec_for_callable(
                         "what the undecorated tool returns")
     if combine is not None and stream is None and items is None:
         raise TypeError("combine= goes with stream= or items=")
+    if read_only and side_effects:
+        raise TypeError(f"partial_tool: tool {name!r} cannot be both read_only=True and "
+                        "side_effects=True")
+    if follow_up is not None and not callable(follow_up):
+        raise TypeError(f"partial_tool(follow_up=...) takes a function of (args, result) that "
+                        f"returns the likely next calls, not {follow_up!r}")
     sig_fields, sig_defaults = fields_of(run_kwargs)
     names = sig_fields if fields is True else (fields or None)
     _check_fields(name, "start_on", list(start_on or ()), names)
@@ -259,6 +273,8 @@ def spec_for_callable(
                    else ("items", (items,)) if items else ("custom", ()) if execution
                    else ("start_on", tuple(start_on or ()))),
         executor=executor,
+        read_only=bool(read_only),
+        follow_up=follow_up,
     )
     if executor is not None:
         executor.check(spec)     # e.g. a body Ray cannot ship: an error now, not at its call

@@ -38,6 +38,9 @@ class CallTiming:
     """When the request began (``as_dict`` gives times relative to it by default)."""
     reran: bool = False
     """The early work was void (the complete arguments differed) and the tool ran again."""
+    speculated: int = 0
+    """Runs of its body whose result came from a speculative run (started before the call was
+    written, :mod:`~conveyor_integrations.speculation`) instead of running again."""
     status: str = "pending"
     """pending | ok | error | aborted | malformed | dropped | not_partial (and, in
     :meth:`as_dict`, running: started, not yet finished)."""
@@ -80,6 +83,7 @@ class CallTiming:
             "decode_end": rel(self.decode_end),
             "early": self.early,
             "reran": self.reran,
+            "speculated": self.speculated,
             "status": "running" if self.status == "pending" and self.tool_start is not None
             and self.tool_end is None else self.status,
             "saved_s": None if (saved := self.saved_s) is None else round(saved, 6),

@@ -11,8 +11,8 @@ import pytest
 PUBLIC = {
     "conveyor_integrations": [
         "AlreadyClaimed", "ClaimError", "ConveyorError", "EarlyAbort", "PartialExecution",
-        "RemoteToolError", "RequestCancelled", "ResultDropped", "RunWhenInvoked", "Scheduler",
-        "ToolExecutor", "ToolSpec", "ToolTimeout",
+        "Prediction", "RemoteToolError", "RequestCancelled", "ResultDropped", "RunWhenInvoked",
+        "Scheduler", "Speculation", "ToolExecutor", "ToolSpec", "ToolTimeout",
         "default_scheduler", "partial_tool", "set_default_scheduler"],
     "conveyor_integrations.adapters": [],
     "conveyor_integrations.adapters.langchain": ["ChatConveyor", "ConveyorCallbackHandler"],
@@ -36,6 +36,8 @@ PUBLIC = {
         "KINDS", "ExecutionEvent", "Observe", "Observer", "add_observer", "open_observers",
         "remove_observer"],
     "conveyor_integrations.otel": ["instrument", "uninstrument"],
+    "conveyor_integrations.speculation": [
+        "AgentRunStats", "Prediction", "Speculation", "SpeculativeRun"],
     "conveyor_integrations.policy": [
         "ApprovalRequired", "ApprovalSnapshot", "BoundTools", "CompleteCallDispatch",
         "HoldSideEffects", "Policy", "Start", "approval_snapshot", "bound_specs",

@@ -25,7 +25,15 @@ import concurrent.futures
 import inspect
 import logging
 import queue
-from collections.abc import AsyncIterator, Callable, Collection, Iterator, Mapping, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Callable,
+    Collection,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from typing import Any, TypeVar
 
 from ..backends.base import Backend, ChatRequest, Delta, auto_tool_format
@@ -39,8 +47,8 @@ from ..session import RequestSession
 from ..turn import TurnCollector, TurnResult, stream_turn
 from .tool_events import ToolEvents
 
-__all__ = ["ModelTurn", "check_tool_format", "drive_async", "drive_sync", "keyword_view",
-           "resolve_scheduler", "schema_fields", "turn_parser"]
+__all__ = ["ModelTurn", "check_tool_format", "drive_async", "drive_sync", "history_call_ids",
+           "keyword_view", "resolve_scheduler", "schema_fields", "turn_parser"]
 
 T = TypeVar("T")
 _log = logging.getLogger("conveyor_integrations")
@@ -126,6 +134,7 @@ class ModelTurn:
     def _open_session(self) -> RequestSession:
         return self.sched.session(
             self.request.request_id, tools=self.tools, approval_required=self.approval_required,
+            follows=history_call_ids(self.request.messages),
             observers=() if self.tool_events is None else (self.tool_events,))
 
     async def events(self) -> AsyncIterator[tuple[Delta | None, list[Event]]]:
@@ -259,3 +268,9 @@ def keyword_view(run: Callable[[dict[str, Any]], Any], fields: frozenset[str] | 
                               default=defaults.get(n, inspect.Parameter.empty))
             for n in sorted(fields)])
     return call
+
+
+def history_call_ids(messages: Iterable[Mapping[str, Any]]) -> list[str]:
+    """The call ids of the tool results in an OpenAI-style history (what a request follows)."""
+    return [m["tool_call_id"] for m in messages
+            if m.get("role") == "tool" and isinstance(m.get("tool_call_id"), str)]

@@ -221,8 +221,17 @@ def wrap_langchain_tool(tool: BaseTool, scheduler: Scheduler | None = None,
         base = base.__mro__[1]  # re-decorated: a new spec over the original class
     run, is_async = _early_runner(tool)
     fields, defaults = schema_fields(tool.args_schema)
+    if options.get("read_only") is None:      # an MCP tool says so in its annotations
+        options["read_only"] = _mcp_read_only(tool)
     spec = spec_for_callable(tool.name, keyword_view(run, fields, defaults), run=run,
                              fields=fields, defaults=defaults, is_async=is_async, **options)
     wrapped = tool.model_copy()
     object.__setattr__(wrapped, "__class__", _partial_class(base, spec, scheduler))
     return wrapped
+
+
+def _mcp_read_only(tool: BaseTool) -> bool:
+    """An MCP tool (langchain-mcp-adapters puts its annotations in ``metadata``) whose
+    ``readOnlyHint`` is true; any other tool: False."""
+    metadata = tool.metadata or {}
+    return metadata.get("readOnlyHint") is True

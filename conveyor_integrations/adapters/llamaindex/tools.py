@@ -209,6 +209,7 @@ def wrap_llamaindex_tool(tool: Any, scheduler: Scheduler | None = None,
     fields, defaults = schema_fields(inner.metadata.fn_schema)
     if fields is not None:
         fields = fields - set(inner.partial_params)
+    options["read_only"] = bool(options.get("read_only"))
     spec = spec_for_callable(inner.metadata.get_name(), keyword_view(run, fields, defaults),
                              run=run, fields=fields, defaults=defaults, is_async=is_async,
                              **options)
