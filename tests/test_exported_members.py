@@ -74,5 +74,6 @@ def test_partial_tool_signature() -> None:
 
     params = inspect.signature(partial_tool).parameters
     assert list(params) == ["tool", "start_on", "stream", "unit", "items", "combine",
-                            "execution", "side_effects", "timeout", "scheduler", "executor"]
+                            "execution", "side_effects", "timeout", "scheduler", "executor",
+                            "read_only", "follow_up"]
     assert params["unit"].default == "line" and params["side_effects"].default is False

@@ -60,6 +60,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="whole agent tasks, from the user's message to the answer")
     p.add_argument("--families", default="research,analysis,sql,planner",
                    help="--tasks: task families, comma-separated")
+    p.add_argument("--speculative", action="store_true",
+                   help="--tasks: also run partial + speculative calls (read-only follow-ups)")
     p.add_argument("--frameworks", default="langchain,llamaindex",
                    help="--tasks: agent frameworks, comma-separated")
     p.add_argument("--transcripts", metavar="FILE", default=None,

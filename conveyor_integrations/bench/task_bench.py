@@ -28,7 +28,7 @@ from .task_runner import TaskBench
 from .tasks import FAMILIES, Family, Task
 from .workload_base import Env
 
-__all__ = ["forced_turns", "main_tasks", "run_tasks", "task_problems"]
+__all__ = ["forced_turns", "main_tasks", "run_tasks", "task_modes", "task_problems"]
 
 
 def forced_turns(task: Task) -> Any:
@@ -37,6 +37,11 @@ def forced_turns(task: Task) -> Any:
         return {"temperature": 0.0, "max_tokens": 4096,
                 "structured_outputs": {"choice": [task.turns[min(k, len(task.turns) - 1)]]}}
     return force
+
+
+def task_modes(args: Any) -> tuple[str, ...]:
+    """The modes a run of the task bench compares (``--speculative`` adds speculative)."""
+    return (*MODES, "speculative") if getattr(args, "speculative", False) else MODES
 
 
 def task_problems(got: dict[str, TaskRecord]) -> list[str]:
@@ -80,7 +85,8 @@ async def _family(family: Family, env: Env, framework: str, rates: list[float | 
                   engine: Any, args: Any, tick: Any) -> tuple[list[TaskRecord], list[str]]:
     records: list[TaskRecord] = []
     problems: list[str] = []
-    benches = {m: TaskBench(family, env, m, framework=framework) for m in MODES}
+    modes = task_modes(args)
+    benches = {m: TaskBench(family, env, m, framework=framework) for m in modes}
     name = "vllm" if engine is not None else "replay"
     try:
         if engine is not None:      # compile each forced turn's grammar once, untimed
@@ -93,7 +99,7 @@ async def _family(family: Family, env: Env, framework: str, rates: list[float | 
         for rate in rates:
             for run in range(args.runs):
                 task = family.tasks[run % len(family.tasks)]
-                order = MODES[run % len(MODES):] + MODES[:run % len(MODES)]
+                order = modes[run % len(modes):] + modes[:run % len(modes)]
                 got: dict[str, TaskRecord] = {}
                 for mode in order:
                     tick(f"{family.name}/{task.name} {mode} {framework}")
@@ -102,7 +108,7 @@ async def _family(family: Family, env: Env, framework: str, rates: list[float | 
                     except Exception as exc:  # noqa: BLE001 - one failed run must not lose all
                         problems.append(f"{family.name}/{task.name} run {run} {mode} "
                                         f"{framework}: {type(exc).__name__}: {exc}")
-                records += [got[m] for m in MODES if m in got]
+                records += [got[m] for m in modes if m in got]
                 problems += [f"{family.name}/{task.name} run {run} {framework}: {p}"
                              for p in task_problems(got)]
                 if engine is not None:
@@ -141,7 +147,8 @@ async def run_tasks(args: Any, progress: Any = None) -> dict[str, Any]:
 
         engine, rates = VLLMEngine(args.model), [None]
     extra = 1 if engine is not None else 0
-    total = len(families) * len(frameworks) * len(rates) * args.runs * (len(MODES) + extra)
+    total = (len(families) * len(frameworks) * len(rates) * args.runs
+             * (len(task_modes(args)) + extra))
     task_id = progress.add_task("tasks", total=total) if progress is not None else None
 
     def tick(description: str) -> None:
@@ -188,7 +195,8 @@ def _plots(out: Path, records: list[TaskRecord]) -> list[str]:
         if not partial:
             continue
         pick = partial[len(partial) // 2]
-        runs = [r for m in MODES for r in cell if r.run == pick.run and r.mode == m]
+        runs = [r for m in (*MODES, "speculative") for r in cell
+                if r.run == pick.run and r.mode == m]
         where = "the engine" if rate is None else f"{rate:g} tokens/s"
         title = f"{family} / {pick.task} ({framework}) at {where}"
         made.append(str(plot_task(out / f"task_{family}_{framework}.png", title, runs)))
@@ -204,12 +212,15 @@ def main_tasks(args: Any, console: Any, out: Path) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from .task_records import TurnRecord
-    from .task_report import tasks_table
+    from .task_report import speculation_table, tasks_table
 
     with Progress(TextColumn("{task.description:<52}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=console) as progress:
         results = asyncio.run(run_tasks(args, progress))
     table = tasks_table(results["summary"])
+    speculative = speculation_table(results["summary"])
+    if speculative:
+        table += "\n\n" + speculative
     console.print(table)
     for problem in results["problems"]:
         console.print(f"[yellow]problem:[/yellow] {problem}")

@@ -85,6 +85,8 @@ class TaskRecord:
     """The sum of the turns' pipeline bounds (partial runs)."""
     variant: str = ""
     """A label for runs of one mode under other conditions (e.g. ``no prefix cache``)."""
+    speculation: dict[str, Any] = field(default_factory=dict)
+    """Speculative mode: started, hits, misses, refused and wasted tool seconds of the task."""
 
     def once_each(self) -> bool:
         """Every call's work ran exactly once."""
@@ -135,6 +137,16 @@ def summarize_tasks(records: list[TaskRecord]) -> list[dict[str, Any]]:
                   if t.cached_tokens is not None]
         prompts = [float(t.prompt_tokens) for r in cell for t in r.turns[1:]
                    if t.prompt_tokens is not None]
+        spec = [r for r in cell if r.mode == "speculative"]
+        if spec:
+            row["speculative"] = _median([r.latency_s for r in spec])
+            if row["sequential"] and row["speculative"] is not None:
+                row["speculative_reduction_pct"] = round(
+                    100 * (1 - row["speculative"] / row["sequential"]), 1)
+            row["spec_started"] = sum(r.speculation.get("started", 0) for r in spec)
+            row["spec_hits"] = sum(r.speculation.get("hits", 0) for r in spec)
+            row["spec_wasted_s"] = _median([float(r.speculation.get("wasted_s", 0.0))
+                                            for r in spec])
         row["next_turn_first_token_s"] = _median(firsts)
         row["next_turn_cached_tokens"] = _median(cached)
         row["next_turn_prompt_tokens"] = _median(prompts)

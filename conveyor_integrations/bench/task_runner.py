@@ -3,7 +3,9 @@
 The agent is LangChain's ``create_agent`` over :class:`ChatConveyor` or LlamaIndex's
 ``FunctionAgent`` over :class:`ConveyorLLM`, holding the family's tools (:mod:`.task_tools`) as
 ``mode`` runs them: plain (``sequential``), started on their complete call (``complete_call``,
-a scheduler whose sessions dispatch eagerly) or with their partial strategies (``partial``).
+a scheduler whose sessions dispatch eagerly), with their partial strategies (``partial``), or
+with those and speculative calls (``speculative``: the read-only kinds declare ``read_only`` and
+their follow-ups, :attr:`~.task_tools.Kind.speculative`).
 The model is a :class:`StampedBackend` around ``Replay`` (the task's turns at a token rate) or
 the real engine, forced to decode each recorded turn exactly; it notes when each turn's stream
 began and when each delta arrived. After the run each turn's deltas go through the same parser
@@ -19,6 +21,7 @@ the model again only once every tool of the previous turn has answered). Example
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import time
 from collections import Counter
@@ -31,10 +34,11 @@ from ..parsing import get_parser
 from ..policy import BoundTools
 from ..scheduler import Scheduler
 from ..session import RequestSession
+from ..speculation import Speculation
 from .task_records import TaskRecord, TurnRecord
-from .task_tools import KINDS
+from .task_tools import KINDS, Kind
 from .tasks import Family, Task
-from .workload_base import Env, Mark, Piece, Trace, ideal_latency
+from .workload_base import Env, Mark, Piece, ToolPart, Trace, ideal_latency
 
 __all__ = ["StampedBackend", "TaskBench", "TurnStream"]
 
@@ -105,12 +109,20 @@ class TaskBench:
     def __init__(self, family: Family, env: Env, mode: str, *, framework: str = "langchain"
                  ) -> None:
         self.family, self.mode, self.framework = family, mode, framework
-        self.sched = _EagerScheduler() if mode == "complete_call" else Scheduler()
+        self.sched = (_EagerScheduler() if mode == "complete_call" else
+                      Scheduler(speculation=Speculation(max_per_request=16))
+                      if mode == "speculative" else Scheduler())
         self.kinds = [KINDS[name] for name in family.kinds]
         self.traces = {k.name: Trace() for k in self.kinds}
-        self.tools = [k.part(env, self.traces[k.name]).tool(mode, self.sched, framework)
-                      for k in self.kinds]
+        self.tools = [self._part(k, env).tool("partial" if mode == "speculative" else mode,
+                                              self.sched, framework) for k in self.kinds]
         self._turn_traces: list[dict[str, Trace]] = []
+
+    def _part(self, kind: Kind, env: Env) -> ToolPart:
+        part = kind.part(env, self.traces[kind.name])
+        if self.mode != "speculative":
+            return part
+        return dataclasses.replace(part, strategy={**part.strategy, **kind.speculative})
 
     def _cut(self, k: int) -> None:
         """A new turn begins: what the kinds recorded so far belongs to the previous one."""
@@ -135,16 +147,18 @@ class TaskBench:
     async def run(self, task: Task, backend: StampedBackend, *, rate: float | None,
                   backend_name: str = "replay", run: int = 0) -> TaskRecord:
         """Run ``task`` through the agent from the user's message to its answer; time it."""
+        before = self.sched.speculation.stats()
         t0 = time.perf_counter()
         if self.framework == "llamaindex":
             answer, results = await self._llamaindex(task, backend)
         else:
             answer, results = await self._langchain(task, backend)
         end = time.perf_counter()
+        speculation = await self._speculation_since(before)
         self._cut(len(backend.streams))
         record = TaskRecord(self.family.name, task.name, self.mode, self.framework, rate,
                             backend_name, latency_s=end - t0, run=run, answer=answer,
-                            results=results)
+                            results=results, speculation=speculation)
         for k, stream in enumerate(backend.streams):
             nxt = backend.streams[k + 1].start if k + 1 < len(backend.streams) else end
             record.turns.append(self._turn(k, stream, nxt, t0))
@@ -152,6 +166,22 @@ class TaskBench:
         if self.mode == "partial" and all(b is not None for b in bounds):
             record.ideal_s = sum(b for b in bounds if b is not None)
         return record
+
+    async def _speculation_since(self, before: dict[str, Any]) -> dict[str, Any]:
+        """The task's speculation counters: what is still held is a miss now (the task is over),
+        and its waste is known once the runs have stopped (a bounded wait)."""
+        spec = self.sched.speculation
+        if self.mode != "speculative":
+            return {}
+        spec.close()
+        for _ in range(500):
+            if spec.stats()["running"] == 0:
+                break
+            await asyncio.sleep(0.01)
+        after = spec.stats()
+        out = {k: after[k] - before[k] for k in ("started", "hits", "misses", "refused")}
+        out["wasted_s"] = round(after["wasted_s"] - before["wasted_s"], 6)
+        return out
 
     def _turn(self, k: int, stream: TurnStream, nxt: float, t0: float) -> TurnRecord:
         marks, calls = self._marks(stream)
@@ -162,12 +192,16 @@ class TaskBench:
         expected: Counter[str] = Counter()
         observed: Counter[str] = Counter()
         for kind in self.kinds:
+            asked: Counter[str] = Counter()
             for call in calls:
                 if call.name == kind.name:
-                    expected += kind.expected(call.args)
+                    asked += kind.expected(call.args)
+            expected += asked
             trace = traces.get(kind.name)
             if trace is None:
                 continue
+            if self.mode == "speculative":      # the unused speculative runs are not its work
+                trace = _asked_only(trace, asked)
             observed += kind.observed(trace)
             got: list[Piece] = []
             ok = False
@@ -249,3 +283,12 @@ class TaskBench:
             self.sched.submit(aclose_shared_client()).result(timeout=10)
         finally:
             self.sched.close()
+
+
+def _asked_only(trace: Trace, asked: Counter[str]) -> Trace:
+    """``trace`` with only the spans of the work the turn's calls asked for (a speculative run
+    nobody wrote is counted by the speculation's misses instead)."""
+    out = Trace()
+    out.spans = [sp for sp in trace.spans if sp[0] in asked]
+    out.executions = list(trace.executions)
+    return out

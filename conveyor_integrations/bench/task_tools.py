@@ -19,16 +19,17 @@ from __future__ import annotations
 import asyncio
 import re
 from collections import Counter
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..events import ItemDone
+from ..speculation import Prediction
 from ..tools.search import http_get_text
 from .workload_base import Env, Mark, Piece, Pieces, ToolPart, Trace, Workload, marks_of
 from .workloads import _HTTP, WORKLOADS
 
-__all__ = ["KINDS", "Fetch", "Kind"]
+__all__ = ["KINDS", "Fetch", "Kind", "fetch_top_results"]
 
 
 class Fetch(Workload):
@@ -67,6 +68,8 @@ class Kind:
     """The units of work that ran, from the kind's trace of one turn."""
     executed: bool = False
     """Its pieces come from its partial execution (none: it ran as a whole call)."""
+    speculative: Mapping[str, Any] = field(default_factory=dict)
+    """The ``partial_tool`` keywords it adds in speculative mode (``read_only``, ``follow_up``)."""
 
     def part(self, env: Env, trace: Trace) -> ToolPart:
         """This kind's tool, recording into ``trace``."""
@@ -94,10 +97,25 @@ def _whole(name: str, label: str) -> Callable[[Trace], Counter[str]]:
 
 
 _STEP = re.compile(r"^\s*\d+\s*\.", re.MULTILINE)
+_RESULT_URL = re.compile(r"https://search\.example/[0-9a-f]{12}")
+
+
+def fetch_top_results(args: dict[str, Any], result: str) -> list[Prediction]:
+    """``web_search``'s follow-up: fetch every result it returned (the search server gives the
+    top three of each query), one prediction per URL (one item of ``fetch_pages``).
+
+        >>> fetch_top_results({}, "## q\\n https://search.example/0123456789ab ...")
+        [Prediction(tool='fetch_pages', args={'urls': ['https://search.example/0123456789ab']})]
+    """
+    urls = dict.fromkeys(_RESULT_URL.findall(result))
+    return [Prediction("fetch_pages", {"urls": [u]}) for u in urls]
+
 
 KINDS: dict[str, Kind] = {k.name: k for k in (
-    Kind("web_search", WORKLOADS["search"], lambda a: Counter(a["queries"]), _labels),
-    Kind("fetch_pages", Fetch("fetch", "Fetch", {}), lambda a: Counter(a["urls"]), _labels),
+    Kind("web_search", WORKLOADS["search"], lambda a: Counter(a["queries"]), _labels,
+         speculative={"read_only": True, "follow_up": fetch_top_results}),
+    Kind("fetch_pages", Fetch("fetch", "Fetch", {}), lambda a: Counter(a["urls"]), _labels,
+         speculative={"read_only": True}),
     Kind("run_python", WORKLOADS["codegen"], lambda a: Counter({"run_python": 1}),
          _whole("run_python", "run_python (whole program)"), executed=True),
     Kind("run_sql", WORKLOADS["sql"], lambda a: Counter({"run_sql": 1}),

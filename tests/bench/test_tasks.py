@@ -113,3 +113,24 @@ def test_command_writes_tasks_json_markdown_and_timelines(tmp_path: Path) -> Non
     assert {"decode_s", "tool_tail_s", "gap_s", "first_token_s"} <= set(turn)
     assert "| planner | langchain | 1000 tok/s |" in (tmp_path / "tasks.md").read_text()
     assert (tmp_path / "task_planner_langchain.png").stat().st_size > 10_000
+
+
+def test_speculative_mode_gives_the_same_answers_with_hits_and_each_call_once() -> None:
+    """Research with ``--speculative``: web_search's follow-up fetches every result; the fetches
+    the model writes take those runs (hits), the rest are counted as misses, and the answers,
+    the tool results and the work of each call are those of the other modes."""
+    args = _args("langchain", 3)
+    args.families, args.speculative = "research", True
+    results = asyncio.run(run_tasks(args))
+    assert results["problems"] == []
+    records = _records(results)
+    speculative = [r for r in records if r.mode == "speculative"]
+    assert len(speculative) == 3
+    for r in speculative:
+        s = r.speculation
+        assert s["hits"] > 0 and s["hits"] + s["misses"] == s["started"]
+        assert s["wasted_s"] > 0                        # the pages nobody fetched ran anyway
+        for t in r.turns:
+            assert t.work_done == t.work_expected
+    row = results["summary"][0]
+    assert row["spec_hits"] == sum(r.speculation["hits"] for r in speculative)

@@ -301,3 +301,22 @@ def test_an_agent_run_past_its_wasted_seconds_stops_speculating() -> None:
         assert stats["started"] == 3 and stats["wasted_s"] > 0.1
     finally:
         sched.close()
+
+
+def test_an_mcp_tool_is_read_only_when_its_annotations_say_so() -> None:
+    """langchain-mcp-adapters puts an MCP tool's annotations in the tool's ``metadata``."""
+    pytest.importorskip("langchain_core")
+    from langchain_core.tools import StructuredTool
+
+    def lookup(city: str) -> str:
+        """Look a city up."""
+        return city
+
+    def made(metadata: dict[str, Any] | None, **kw: Any) -> bool:
+        tool = StructuredTool.from_function(lookup, metadata=metadata)
+        return bool(partial_tool(tool, start_on=["city"], **kw).conveyor_spec.read_only)
+
+    assert made({"readOnlyHint": True, "destructiveHint": False})
+    assert not made({"readOnlyHint": False})
+    assert not made(None)
+    assert not made({"readOnlyHint": True}, read_only=False)     # the user's word wins
