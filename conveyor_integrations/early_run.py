@@ -21,20 +21,30 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from .errors import EarlyAbort, ResultDropped, ToolTimeout
 from .events import CallDone, CallEvent, CallMalformed, CallStarted, FieldDone, ItemDone, TextChunk
 from .loop_inbox import inbox_for
 from .observers import ExecutionEvent, Observe
 from .spec import PartialExecution, ToolExecutor, ToolSpec
-from .speculation import SpeculativeRun
 from .strategies import CompleteCall
 from .timings import CallTiming
 
-__all__ = ["EarlyRun", "Hooks", "executor_of", "remote_execution_of"]
+__all__ = ["EarlyRun", "HeldRun", "Hooks", "executor_of", "remote_execution_of"]
 
 _log = logging.getLogger("conveyor_integrations")
+
+
+class HeldRun(Protocol):
+    """A speculative run of a body, started before its call was written (see
+    :mod:`~conveyor_integrations.speculation`)."""
+
+    started: float
+
+    async def wait(self) -> Any:
+        """Its result (or its error)."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +55,7 @@ class Hooks:
     """It raised ``EarlyAbort``: stop decoding."""
     on_waiting: Callable[[EarlyRun], None]
     """Its call is complete (or aborted): it now waits to be claimed."""
-    speculated: Callable[[ToolSpec, dict[str, Any]], SpeculativeRun | None] | None = None
+    speculated: Callable[[ToolSpec, dict[str, Any]], HeldRun | None] | None = None
     """A held speculative run of this body on these arguments, taken (or None)."""
     on_result: Callable[[EarlyRun, Any], None] | None = None
     """It has its result (before anyone can claim it): predict what comes next."""
