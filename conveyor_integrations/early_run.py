@@ -186,7 +186,7 @@ class EarlyRun:
                     assert self.final_args is not None
                     value = await self._step(impl.finish(dict(self.final_args)))
                     timing.tool_end, timing.status = time.perf_counter(), "ok"
-                    if self._hooks.on_result is not None and self.spec.follow_up is not None:
+                    if self._hooks.on_result is not None:
                         self._hooks.on_result(self, value)    # before a claim can return
                     self._settle(value, None)
                     self._finished("ok")

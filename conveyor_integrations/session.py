@@ -99,7 +99,8 @@ class RequestSession:
         self._hooks = Hooks(on_abort=self._on_abort, on_waiting=store.arm_expiry,
                             speculated=(self._speculation.take if self._speculation is not None
                                         and self._speculation.holds else None),
-                            on_result=None if self._speculation is None else self._predict)
+                            on_result=self._predict if self._speculation is not None
+                            else None)
         self._driver: int | None = None
         self._driver_on_loop = False
         self._inbox = inbox_for(loop)
@@ -179,6 +180,8 @@ class RequestSession:
         if ex is not None and not ex.aborted:
             ex.final_args = ex.spec.tool_args(ev.args)   # before any claim can compare them
             self.store.index_args(ex, ex.final_args)
+            if self._speculation is not None:
+                self._speculation.saw_call(ex.spec, ex.final_args)
         return ex
 
     def _on_malformed(self, ev: CallMalformed) -> EarlyRun | None:
@@ -214,12 +217,14 @@ class RequestSession:
 
     # -- speculation -------------------------------------------------------------------------
     def _predict(self, ex: EarlyRun, value: Any) -> None:
-        """``ex``'s tool has a follow-up: start its predictions (read-only tools only)."""
-        if self._speculation is not None and not self._closed:
-            self._speculation.predict(
-                ex.spec, ex.call_id, ex.final_args or {}, value, policy=self.policy,
-                context=self._context, loop=self.loop, pool=self._pool,
-                executor=lambda spec: executor_of(spec, self._executor))
+        """``ex`` has its result: start what its follow-up and the agent run's learned
+        transitions predict (read-only tools only)."""
+        own = self._speculation
+        if own is None or self._closed or (ex.spec.follow_up is None and not own.wants_results):
+            return
+        own.predict(ex.spec, ex.call_id, ex.final_args or {}, value, policy=self.policy,
+                    context=self._context, loop=self.loop, pool=self._pool,
+                    executor=lambda spec: executor_of(spec, self._executor))
 
     def cancel(self, reason: str = "request cancelled") -> None:
         """The stream failed or was cancelled: cancel and drop every execution of the request."""

@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .errors import ResultDropped
+from .speculation_learned import Learned
 from .store import canonical_args
 
 if TYPE_CHECKING:
@@ -76,6 +77,8 @@ class AgentRunStats:
     """Predictions not started: not read-only, not bound, needing approval, or over budget."""
     wasted_s: float = 0.0
     """Tool seconds spent by runs whose result nobody used."""
+    learned: Learned | None = field(default=None, repr=False, compare=False)
+    """The run's learned transitions (``Speculation(learn=True)``)."""
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-serialisable counters."""
@@ -152,11 +155,14 @@ class Speculation:
     """The process's speculative runs and their budgets (one per :class:`~.Scheduler`)."""
 
     def __init__(self, *, max_per_request: int = 8, max_in_flight: int = 64,
-                 max_wasted_s: float = 60.0, hold_s: float = 120.0) -> None:
+                 max_wasted_s: float = 60.0, hold_s: float = 120.0, learn: bool = False) -> None:
         if min(max_per_request, max_in_flight) < 0 or max_wasted_s < 0 or hold_s <= 0:
             raise ValueError("speculation budgets must be >= 0 (hold_s > 0)")
         self.max_per_request, self.max_in_flight = max_per_request, max_in_flight
         self.max_wasted_s, self.hold_s = max_wasted_s, hold_s
+        self.learn = learn
+        """Each agent run also learns transitions from its own calls
+        (:mod:`~conveyor_integrations.speculation_learned`) and speculates them."""
         self._lock = threading.Lock()
         self._held: dict[str, _Held] = {}
         self._running = 0

@@ -18,6 +18,7 @@ from concurrent.futures import Executor
 from typing import TYPE_CHECKING, Any
 
 from .speculation import AgentRunStats, Speculation, SpeculativeRun
+from .speculation_learned import Learned
 from .store import canonical_args
 
 if TYPE_CHECKING:
@@ -37,7 +38,7 @@ class RequestSpeculation:
     def __init__(self, speculation: Speculation, follows: Iterable[str]) -> None:
         self.speculation = speculation
         stats, self._held = speculation.adopt(follows)
-        self.stats = stats or AgentRunStats()
+        self.stats = stats or AgentRunStats(learned=Learned() if speculation.learn else None)
         """The agent run's counters (this request and the ones it follows)."""
         self._offered = 0
         self._lock = threading.Lock()
@@ -87,20 +88,37 @@ class RequestSpeculation:
         for r in left:
             r.add_done_callback(one_done)
 
+    @property
+    def wants_results(self) -> bool:
+        """The agent run learns from every result (not only from tools with a follow-up)."""
+        return self.stats.learned is not None
+
+    def saw_call(self, spec: ToolSpec, args: dict[str, Any]) -> None:
+        """The model wrote a call of ``spec`` (learned runs learn from read-only ones)."""
+        learned = self.stats.learned
+        if learned is not None and spec.read_only:
+            learned.saw_call(spec, args)
+
     def predict(self, spec: ToolSpec, call_id: str, args: dict[str, Any], value: Any, *,
                 policy: Policy, context: contextvars.Context, loop: asyncio.AbstractEventLoop,
                 pool: Executor, executor: Callable[[ToolSpec], ToolExecutor | None]) -> None:
-        """Call ``spec``'s follow-up on a result of call ``call_id`` and start what it predicts
-        (read-only tools of ``policy`` only), within the request's budget."""
-        assert spec.follow_up is not None
+        """Start what ``spec``'s follow-up and the run's learned transitions predict after a
+        result of call ``call_id`` (read-only tools of ``policy`` only), within the request's
+        budget."""
+        learned = self.stats.learned
+        predictions: list[Any] = [] if learned is None else learned.predict(spec, value)
+        if learned is not None:
+            learned.saw_result(spec, value)
         budget = self.speculation.max_per_request - self._offered
         if budget <= 0:
             return
-        try:
-            predictions = list(spec.follow_up(dict(args), value) or ())
-        except Exception:  # noqa: BLE001 - a broken predictor costs a speculation, not the call
-            _log.warning("follow_up of %r raised; nothing is speculated", spec.name,
-                         exc_info=True)
+        if spec.follow_up is not None:
+            try:
+                predictions = list(spec.follow_up(dict(args), value) or ()) + predictions
+            except Exception:  # noqa: BLE001 - a broken predictor costs a speculation only
+                _log.warning("follow_up of %r raised; it predicts nothing", spec.name,
+                             exc_info=True)
+        if not predictions:
             return
         self._offered += self.speculation.offer(
             call_id, predictions, stats=self.stats, policy=policy, budget=budget,

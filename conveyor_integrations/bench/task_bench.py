@@ -40,8 +40,10 @@ def forced_turns(task: Task) -> Any:
 
 
 def task_modes(args: Any) -> tuple[str, ...]:
-    """The modes a run of the task bench compares (``--speculative`` adds speculative)."""
-    return (*MODES, "speculative") if getattr(args, "speculative", False) else MODES
+    """The modes a run of the task bench compares (``--speculative`` adds speculative calls,
+    declared and learned)."""
+    return ((*MODES, "speculative", "learned") if getattr(args, "speculative", False)
+            else MODES)
 
 
 def task_problems(got: dict[str, TaskRecord]) -> list[str]:
@@ -195,7 +197,7 @@ def _plots(out: Path, records: list[TaskRecord]) -> list[str]:
         if not partial:
             continue
         pick = partial[len(partial) // 2]
-        runs = [r for m in (*MODES, "speculative") for r in cell
+        runs = [r for m in (*MODES, "speculative", "learned") for r in cell
                 if r.run == pick.run and r.mode == m]
         where = "the engine" if rate is None else f"{rate:g} tokens/s"
         title = f"{family} / {pick.task} ({framework}) at {where}"

@@ -137,16 +137,17 @@ def summarize_tasks(records: list[TaskRecord]) -> list[dict[str, Any]]:
                   if t.cached_tokens is not None]
         prompts = [float(t.prompt_tokens) for r in cell for t in r.turns[1:]
                    if t.prompt_tokens is not None]
-        spec = [r for r in cell if r.mode == "speculative"]
-        if spec:
-            row["speculative"] = _median([r.latency_s for r in spec])
-            if row["sequential"] and row["speculative"] is not None:
-                row["speculative_reduction_pct"] = round(
-                    100 * (1 - row["speculative"] / row["sequential"]), 1)
-            row["spec_started"] = sum(r.speculation.get("started", 0) for r in spec)
-            row["spec_hits"] = sum(r.speculation.get("hits", 0) for r in spec)
-            row["spec_wasted_s"] = _median([float(r.speculation.get("wasted_s", 0.0))
-                                            for r in spec])
+        for mode in ("speculative", "learned"):
+            spec = [r for r in cell if r.mode == mode]
+            if not spec:
+                continue
+            row[mode] = _median([r.latency_s for r in spec])
+            if row["sequential"] and row[mode] is not None:
+                row[f"{mode}_reduction_pct"] = round(100 * (1 - row[mode] / row["sequential"]), 1)
+            row[f"{mode}_started"] = sum(r.speculation.get("started", 0) for r in spec)
+            row[f"{mode}_hits"] = sum(r.speculation.get("hits", 0) for r in spec)
+            row[f"{mode}_wasted_s"] = _median([float(r.speculation.get("wasted_s", 0.0))
+                                               for r in spec])
         row["next_turn_first_token_s"] = _median(firsts)
         row["next_turn_cached_tokens"] = _median(cached)
         row["next_turn_prompt_tokens"] = _median(prompts)

@@ -53,33 +53,35 @@ def tasks_table(rows: Sequence[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-_SPEC_HEAD = ("| family | framework | rate | sequential | partial | partial + speculative "
-              "| reduction | hits / started | wasted tool s per task |\n"
-              "|---|---|---|---:|---:|---:|---:|---:|---:|")
+_SPEC_HEAD = ("| family | framework | rate | predictions | sequential | partial "
+              "| partial + speculative | reduction | hits / started | wasted tool s per task |\n"
+              "|---|---|---|---|---:|---:|---:|---:|---:|---:|")
 
 
 def speculation_table(rows: Sequence[dict[str, Any]]) -> str:
-    """The rows that ran speculative mode: its task time against sequential and partial, its
-    hits among the speculative runs started, and the median tool seconds a task wasted ("" when
-    no row has speculative runs).
+    """The rows that ran speculative modes, one line per mode (``declared``: the tools'
+    follow-ups; ``learned``: from the task's earlier turns): its task time against sequential
+    and partial, its hits among the speculative runs started, and the median tool seconds a task
+    wasted ("" when no row has speculative runs).
 
         >>> print(speculation_table([{"family": "research", "framework": "langchain",
         ...     "rate": 50.0, "variant": "", "sequential": 18.0, "partial": 17.5,
-        ...     "speculative": 15.0, "speculative_reduction_pct": 16.7, "spec_hits": 9,
-        ...     "spec_started": 20, "spec_wasted_s": 7.5}]).splitlines()[2])
-        | research | langchain | 50 tok/s | 18.00 s | 17.50 s | 15.00 s | 16.7 % | 9 / 20 | 7.5 |
+        ...     "speculative": 15.0, "speculative_reduction_pct": 16.7, "speculative_hits": 9,
+        ...     "speculative_started": 20, "speculative_wasted_s": 7.5}]).splitlines()[2])
+        | research | langchain | 50 tok/s | declared | 18.00 s | 17.50 s | 15.00 s | 16.7 % | 9 / 20 | 7.5 |
     """
     lines = [_SPEC_HEAD]
     for r in rows:
-        if r.get("speculative") is None:
-            continue
         rate = "engine" if r["rate"] is None else f"{r['rate']:g} tok/s"
-        red = r.get("speculative_reduction_pct")
-        lines.append(
-            f"| {r['family']} | {r['framework']} | {rate} | {_s(r['sequential'])} "
-            f"| {_s(r['partial'])} | {_s(r['speculative'])} "
-            f"| {'' if red is None else f'{red:.1f} %'} | {r['spec_hits']} / {r['spec_started']} "
-            f"| {r['spec_wasted_s']:.1f} |")
+        for mode, label in (("speculative", "declared"), ("learned", "learned")):
+            if r.get(mode) is None:
+                continue
+            red = r.get(f"{mode}_reduction_pct")
+            lines.append(
+                f"| {r['family']} | {r['framework']} | {rate} | {label} | {_s(r['sequential'])} "
+                f"| {_s(r['partial'])} | {_s(r[mode])} "
+                f"| {'' if red is None else f'{red:.1f} %'} "
+                f"| {r[f'{mode}_hits']} / {r[f'{mode}_started']} | {r[f'{mode}_wasted_s']:.1f} |")
     return "\n".join(lines) if len(lines) > 1 else ""
 
 

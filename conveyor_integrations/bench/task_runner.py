@@ -5,7 +5,8 @@ The agent is LangChain's ``create_agent`` over :class:`ChatConveyor` or LlamaInd
 ``mode`` runs them: plain (``sequential``), started on their complete call (``complete_call``,
 a scheduler whose sessions dispatch eagerly), with their partial strategies (``partial``), or
 with those and speculative calls (``speculative``: the read-only kinds declare ``read_only`` and
-their follow-ups, :attr:`~.task_tools.Kind.speculative`).
+their follow-ups, :attr:`~.task_tools.Kind.speculative`; ``learned``: ``read_only`` only, and
+the predictions are learned from the task's own earlier turns).
 The model is a :class:`StampedBackend` around ``Replay`` (the task's turns at a token rate) or
 the real engine, forced to decode each recorded turn exactly; it notes when each turn's stream
 began and when each delta arrived. After the run each turn's deltas go through the same parser
@@ -43,6 +44,7 @@ from .workload_base import Env, Mark, Piece, ToolPart, Trace, ideal_latency
 __all__ = ["StampedBackend", "TaskBench", "TurnStream"]
 
 _MARKED = (FieldDone, TextChunk, ItemDone, CallDone)
+_SPECULATIVE = ("speculative", "learned")
 
 
 @dataclasses.dataclass
@@ -110,19 +112,22 @@ class TaskBench:
                  ) -> None:
         self.family, self.mode, self.framework = family, mode, framework
         self.sched = (_EagerScheduler() if mode == "complete_call" else
-                      Scheduler(speculation=Speculation(max_per_request=16))
-                      if mode == "speculative" else Scheduler())
+                      Scheduler(speculation=Speculation(max_per_request=16,
+                                                        learn=mode == "learned"))
+                      if mode in _SPECULATIVE else Scheduler())
         self.kinds = [KINDS[name] for name in family.kinds]
         self.traces = {k.name: Trace() for k in self.kinds}
-        self.tools = [self._part(k, env).tool("partial" if mode == "speculative" else mode,
+        self.tools = [self._part(k, env).tool("partial" if mode in _SPECULATIVE else mode,
                                               self.sched, framework) for k in self.kinds]
         self._turn_traces: list[dict[str, Trace]] = []
 
     def _part(self, kind: Kind, env: Env) -> ToolPart:
         part = kind.part(env, self.traces[kind.name])
-        if self.mode != "speculative":
+        if self.mode not in _SPECULATIVE:
             return part
-        return dataclasses.replace(part, strategy={**part.strategy, **kind.speculative})
+        extra = {k: v for k, v in kind.speculative.items()      # learned: no declared follow-ups
+                 if self.mode == "speculative" or k != "follow_up"}
+        return dataclasses.replace(part, strategy={**part.strategy, **extra})
 
     def _cut(self, k: int) -> None:
         """A new turn begins: what the kinds recorded so far belongs to the previous one."""
@@ -171,7 +176,7 @@ class TaskBench:
         """The task's speculation counters: what is still held is a miss now (the task is over),
         and its waste is known once the runs have stopped (a bounded wait)."""
         spec = self.sched.speculation
-        if self.mode != "speculative":
+        if self.mode not in _SPECULATIVE:
             return {}
         spec.close()
         for _ in range(500):
@@ -200,7 +205,7 @@ class TaskBench:
             trace = traces.get(kind.name)
             if trace is None:
                 continue
-            if self.mode == "speculative":      # the unused speculative runs are not its work
+            if self.mode in _SPECULATIVE:      # the unused speculative runs are not its work
                 trace = _asked_only(trace, asked)
             observed += kind.observed(trace)
             got: list[Piece] = []

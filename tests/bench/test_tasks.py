@@ -133,4 +133,4 @@ def test_speculative_mode_gives_the_same_answers_with_hits_and_each_call_once() 
         for t in r.turns:
             assert t.work_done == t.work_expected
     row = results["summary"][0]
-    assert row["spec_hits"] == sum(r.speculation["hits"] for r in speculative)
+    assert row["speculative_hits"] == sum(r.speculation["hits"] for r in speculative)

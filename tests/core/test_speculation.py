@@ -320,3 +320,44 @@ def test_an_mcp_tool_is_read_only_when_its_annotations_say_so() -> None:
     assert not made({"readOnlyHint": False})
     assert not made(None)
     assert not made({"readOnlyHint": True}, read_only=False)     # the user's word wins
+
+
+def learned_tools(log: Log) -> list[Any]:
+    @partial_tool(start_on=["query"], read_only=True)         # no follow_up: nothing declared
+    def search(query: str) -> str:
+        log.add("search", query)
+        return "\n".join(f"- {query} {i} <https://pages.example/{query}/{i}>: a snippet"
+                         for i in range(3))
+
+    @partial_tool(items="urls", combine="\n".join, read_only=True)
+    def fetch(urls: list[str]) -> str:
+        log.add("fetch", tuple(urls))
+        time.sleep(0.05)
+        return "\n".join(f"page {u}" for u in urls)
+
+    return [search, fetch]
+
+
+@pytest.mark.parametrize("learn", [True, False])
+def test_a_run_learns_search_then_fetch_from_its_own_turns(learn: bool) -> None:
+    """Turn 1 searches, turn 2 fetches a result's URL: a run that learns predicts, after its
+    second search (turn 3), a fetch of each URL found there, and turn 4's fetch takes one."""
+    sched = Scheduler(speculation=Speculation(learn=learn))
+    try:
+        log = Log()
+        tools = learned_tools(log)
+        search_turn(sched, tools, call_id="c1", query="a")
+        fetch_turn(sched, tools, ["https://pages.example/a/1"], follows=["c1"], call_id="c2")
+        assert sched.speculation.stats()["started"] == 0           # nothing learned before
+        search_turn(sched, tools, call_id="c3", query="b", follows=["c1", "c2"])
+        page, _ = fetch_turn(sched, tools, ["https://pages.example/b/2"],
+                             follows=["c1", "c2", "c3"], call_id="c4")
+        assert page == "page https://pages.example/b/2"
+        stats = settle(sched)
+        if learn:
+            assert (stats["started"], stats["hits"], stats["misses"]) == (3, 1, 2)
+            assert log.count("fetch")[(("https://pages.example/b/2",),)] == 1
+        else:
+            assert stats["started"] == 0
+    finally:
+        sched.close()
