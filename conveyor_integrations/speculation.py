@@ -149,6 +149,7 @@ class _Held:
     runs: list[SpeculativeRun] = field(default_factory=list)
     stats: AgentRunStats = field(default_factory=AgentRunStats)
     timer: asyncio.TimerHandle | None = None
+    loop: asyncio.AbstractEventLoop | None = None
 
 
 class Speculation:
@@ -207,7 +208,7 @@ class Speculation:
             started.append(run)
         if started:
             with self._lock:
-                held = self._held.setdefault(origin, _Held(stats=stats))
+                held = self._held.setdefault(origin, _Held(stats=stats, loop=loop))
                 held.runs.extend(started)
                 if held.timer is None:
                     held.timer = loop.call_later(self.hold_s, self._expire, origin)
@@ -254,8 +255,7 @@ class Speculation:
             found = [h for h in (self._held.pop(c, None) for c in follows) if h is not None]
             stats = next((s for s in map(self._runs.get, follows) if s is not None), None)
         for held in found:
-            if held.timer is not None:
-                held.timer.cancel()
+            _cancel_timer(held)            # (a late one finds nothing held: harmless)
             stats = stats or held.stats
             for run in held.runs:
                 if (run.spec, run.key) in runs:
@@ -292,10 +292,18 @@ class Speculation:
         with self._lock:
             held, self._held = list(self._held.values()), {}
         for h in held:
-            if h.timer is not None:
-                h.timer.cancel()
+            _cancel_timer(h)
             for run in h.runs:
                 run.miss()
+
+
+def _cancel_timer(held: _Held) -> None:
+    """Cancel the expiry of ``held`` on its loop, from any thread."""
+    if held.timer is not None and held.loop is not None:
+        try:
+            held.loop.call_soon_threadsafe(held.timer.cancel)
+        except RuntimeError:       # its loop closed: the timer went with it
+            pass
 
 
 async def _body(spec: ToolSpec, args: dict[str, Any], loop: asyncio.AbstractEventLoop,

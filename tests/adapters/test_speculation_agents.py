@@ -59,7 +59,7 @@ def check(log: Counter[str], sched: Scheduler, fetched: str) -> None:
     assert (stats["hits"], stats["misses"]) == (2, 1)
 
 
-def test_langchain_agent_takes_the_held_fetches() -> None:
+def test_langchain_agent_takes_the_held_fetches(sched: Scheduler) -> None:
     pytest.importorskip("langchain")
     from langchain.agents import create_agent
     from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
@@ -68,26 +68,22 @@ def test_langchain_agent_takes_the_held_fetches() -> None:
     from conveyor_integrations.adapters.langchain import ChatConveyor
 
     log: Counter[str] = Counter()
-    sched = Scheduler()
-    try:
-        search, fetch = tools(log, threading.Lock())
-        lc_tools = [StructuredTool.from_function(search), StructuredTool.from_function(fetch)]
-        model = ChatConveyor(backend=Replay(TURNS, tokens_per_s=400), scheduler=sched)
-        out = create_agent(model, tools=lc_tools).invoke(
-            {"messages": [HumanMessage("Heat pumps?")]})
-        msgs = out["messages"]
-        results = [m.content for m in msgs if isinstance(m, ToolMessage)]
-        assert msgs[-1].content == TURNS[-1] and len(results) == 2
-        check(log, sched, str(results[1]))
-        fetch_turn = [m for m in msgs if isinstance(m, AIMessage)][1]
-        meta = fetch_turn.response_metadata["conveyor"]
-        assert meta["calls"][0]["speculated"] == 2
-        assert meta["speculation"]["started"] == 3
-    finally:
-        sched.close()
+    search, fetch = tools(log, threading.Lock())
+    lc_tools = [StructuredTool.from_function(search), StructuredTool.from_function(fetch)]
+    model = ChatConveyor(backend=Replay(TURNS, tokens_per_s=400), scheduler=sched)
+    out = create_agent(model, tools=lc_tools).invoke(
+        {"messages": [HumanMessage("Heat pumps?")]})
+    msgs = out["messages"]
+    results = [m.content for m in msgs if isinstance(m, ToolMessage)]
+    assert msgs[-1].content == TURNS[-1] and len(results) == 2
+    check(log, sched, str(results[1]))
+    fetch_turn = [m for m in msgs if isinstance(m, AIMessage)][1]
+    meta = fetch_turn.response_metadata["conveyor"]
+    assert meta["calls"][0]["speculated"] == 2
+    assert meta["speculation"]["started"] == 3
 
 
-def test_llamaindex_agent_takes_the_held_fetches() -> None:
+def test_llamaindex_agent_takes_the_held_fetches(sched: Scheduler) -> None:
     pytest.importorskip("llama_index.core")
     from llama_index.core.agent.workflow import FunctionAgent, ToolCallResult
     from llama_index.core.tools import FunctionTool
@@ -95,7 +91,6 @@ def test_llamaindex_agent_takes_the_held_fetches() -> None:
     from conveyor_integrations.adapters.llamaindex import ConveyorLLM
 
     log: Counter[str] = Counter()
-    sched = Scheduler()
 
     async def main() -> list[str]:
         search, fetch = tools(log, threading.Lock())
@@ -109,9 +104,35 @@ def test_llamaindex_agent_takes_the_held_fetches() -> None:
         assert str(answer) == TURNS[-1]
         return results
 
-    try:
-        results = asyncio.run(main())
-        assert len(results) == 2
-        check(log, sched, results[1])
-    finally:
-        sched.close()
+    results = asyncio.run(main())
+    assert len(results) == 2
+    check(log, sched, results[1])
+
+
+def test_callback_handler_on_chatopenai_takes_the_held_fetches(sched: Scheduler) -> None:
+    """The handler on a model that is not ours (ChatOpenAI against a local server) reads the
+    follows from the request's messages too."""
+    pytest.importorskip("langchain_openai")
+    from langchain.agents import create_agent
+    from langchain_core.messages import HumanMessage, ToolMessage
+    from langchain_core.tools import StructuredTool
+    from langchain_openai import ChatOpenAI
+
+    from conveyor_integrations.adapters.langchain import ConveyorCallbackHandler
+    from tests.fake_openai_server import FakeOpenAIServer, tool_call_deltas
+
+    first = tool_call_deltas("call_s", "search", {"query": "heat pumps"}, piece=3)
+    first[-1]["finish_reason"] = "tool_calls"
+    second = tool_call_deltas("call_f", "fetch", {"urls": PAGES[:2]}, piece=3)
+    second[-1]["finish_reason"] = "tool_calls"
+    answer = [{"role": "assistant", "content": TURNS[-1]}, {"finish_reason": "stop"}]
+    log: Counter[str] = Counter()
+    search, fetch = tools(log, threading.Lock())
+    lc_tools = [StructuredTool.from_function(search), StructuredTool.from_function(fetch)]
+    handler = ConveyorCallbackHandler(tools=lc_tools)
+    with FakeOpenAIServer([first, second, answer], delay_s=0.02) as server:
+        llm = ChatOpenAI(base_url=server.base_url, api_key="x", model="fake", streaming=True,
+                         callbacks=[handler])
+        out = create_agent(llm, tools=lc_tools).invoke({"messages": [HumanMessage("?")]})
+    results = [m.content for m in out["messages"] if isinstance(m, ToolMessage)]
+    check(log, sched, str(results[1]))

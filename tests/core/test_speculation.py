@@ -4,7 +4,7 @@ Each test drives two requests of one agent run through a real :class:`Scheduler`
 writes a ``search`` whose ``follow_up`` predicts fetches of the pages it found; the second
 follows it (its history holds the search's result) and writes its own fetch. The fetch body
 logs every run with its arguments, so a test sees what ran and how often, and what the agent
-was handed.
+was handed. ``sched`` (tests/conftest.py) is a scheduler with a store of its own.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import pytest
 
 from conveyor_integrations import Prediction, Scheduler, Speculation, partial_tool
 from conveyor_integrations.events import CallDone, CallStarted, FieldDone, ItemDone
+from conveyor_integrations.store import ResultStore
 
 PAGES = {"q": ["u1", "u2", "u3"]}
 
@@ -97,13 +98,6 @@ def settle(sched: Scheduler, *, held: int = 0, running: int = 0) -> dict[str, An
             return stats
         time.sleep(0.01)
     raise AssertionError(f"speculation did not settle: {sched.speculation.stats()}")
-
-
-@pytest.fixture
-def sched() -> Any:
-    s = Scheduler()
-    yield s
-    s.close()
 
 
 def test_a_matched_prediction_is_delivered_once_and_its_body_runs_once(sched: Scheduler) -> None:
@@ -213,7 +207,7 @@ def test_a_broken_follow_up_costs_the_speculation_not_the_call(sched: Scheduler)
 
 
 def test_unadopted_runs_are_cancelled_after_hold_s() -> None:
-    sched = Scheduler(speculation=Speculation(hold_s=0.2))
+    sched = Scheduler(speculation=Speculation(hold_s=0.2), store=ResultStore())
     try:
         log = Log()
         search_turn(sched, list(make_tools(log, delay=5.0)))
@@ -228,7 +222,7 @@ def test_budgets_hold_under_100_concurrent_tasks() -> None:
     per request, at most max_in_flight run at once in the process, and each agent's own fetch
     still gets its page."""
     spec = Speculation(max_per_request=3, max_in_flight=40)
-    sched = Scheduler(speculation=spec)
+    sched = Scheduler(speculation=spec, store=ResultStore())
     running, peak, lock = [0], [0], threading.Lock()
     ran: Counter[str] = Counter()
 
@@ -284,7 +278,7 @@ def test_budgets_hold_under_100_concurrent_tasks() -> None:
 
 
 def test_an_agent_run_past_its_wasted_seconds_stops_speculating() -> None:
-    sched = Scheduler(speculation=Speculation(max_wasted_s=0.1))
+    sched = Scheduler(speculation=Speculation(max_wasted_s=0.1), store=ResultStore())
     try:
         log = Log()
         tools = list(make_tools(log, delay=0.3))
@@ -342,7 +336,7 @@ def learned_tools(log: Log) -> list[Any]:
 def test_a_run_learns_search_then_fetch_from_its_own_turns(learn: bool) -> None:
     """Turn 1 searches, turn 2 fetches a result's URL: a run that learns predicts, after its
     second search (turn 3), a fetch of each URL found there, and turn 4's fetch takes one."""
-    sched = Scheduler(speculation=Speculation(learn=learn))
+    sched = Scheduler(speculation=Speculation(learn=learn), store=ResultStore())
     try:
         log = Log()
         tools = learned_tools(log)

@@ -150,11 +150,16 @@ class ConveyorCallbackHandler(BaseCallbackHandler):
         watching = ToolEvents() if relay is not None else None
         chat = chat_span(_model_name(serialized, params))
 
+        # the calls whose results this request carries (speculative runs they predicted)
+        follows = [c for c in (getattr(m, "tool_call_id", None) for m in
+                               (messages[0] if messages else ())) if isinstance(c, str)]
+
         def make() -> RequestSession:
             return sched.session(f"lc-{run_id}", tools=self.tools,
                                  approval_required=self.approval_required, loop=loop,
                                  on_abort=self._note_abort,
-                                 observers=() if watching is None else (watching,))
+                                 observers=() if watching is None else (watching,),
+                                 follows=follows)
 
         session = make() if chat is None else chat.opened(make)
         with self._lock:
