@@ -355,3 +355,36 @@ def test_a_run_learns_search_then_fetch_from_its_own_turns(learn: bool) -> None:
             assert stats["started"] == 0
     finally:
         sched.close()
+
+
+@pytest.mark.parametrize("k", [3, 5])
+def test_a_start_on_tool_takes_the_held_run_on_its_streamed_field_then_checks_the_call(
+        sched: Scheduler, k: int) -> None:
+    """A held ``lookup(city="Lyon")`` (k defaults to 3) is taken as soon as ``city`` is final;
+    if the complete call then says ``k=5`` the held result is void and never handed over: the
+    tool runs on the complete arguments."""
+    log = Log()
+
+    @partial_tool(start_on=["query"], read_only=True,
+                  follow_up=lambda args, result: [Prediction("lookup", {"city": "Lyon"})])
+    def search(query: str) -> str:
+        return "Lyon"
+
+    @partial_tool(start_on=["city"], read_only=True)
+    def lookup(city: str, k: int = 3) -> str:
+        log.add("lookup", city, k)
+        return f"{city}: {k} facts"
+
+    tools = [search, lookup]
+    search_turn(sched, tools)
+    s = sched.session(tools=tools, follows=["c1"])
+    s.handle([CallStarted(0, "c2", "lookup"), FieldDone(0, ("city",), "Lyon"),
+              FieldDone(0, ("k",), k), CallDone(0, "c2", "lookup", {"city": "Lyon", "k": k})])
+    s.finish()
+    assert sched.claim("c2", spec=lookup.conveyor_spec) == (True, f"Lyon: {k} facts")
+    settle(sched)
+    assert log.count("lookup") == ({("Lyon", 3): 1} if k == 3 else {("Lyon", 3): 1, ("Lyon", 5): 1})
+    if k == 3:
+        assert s.timings[0].speculated == 1 and not s.timings[0].reran
+    else:       # the early run was void (taken or not yet, as the loop went): run again
+        assert s.timings[0].reran
